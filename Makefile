@@ -1,0 +1,48 @@
+# Idempotent targets for a fresh Debian machine. `make demo` and `make test` install what they need.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PKGS := libopencv-dev libturbojpeg0-dev pkg-config g++ python3-dev
+STAMP := $(VENV)/.setup-stamp
+export NUMBA_THREADING_LAYER ?= tbb
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup system-deps demo test lint bench clean
+
+setup: $(STAMP)
+
+# System libraries FFCV builds against (platform.md §2.2): apt-get as root, sudo otherwise.
+system-deps:
+	@if pkg-config --exists opencv4 libturbojpeg 2>/dev/null; then \
+	  echo "system-deps: opencv4 and libturbojpeg present"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PKGS); \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PKGS); \
+	else \
+	  echo "error: FFCV needs system packages ($(APT_PKGS)); run as root or with sudo, or install them yourself" >&2; exit 1; \
+	fi
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(MAKE) --no-print-directory system-deps
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/python -m daso_ray.prepare digits --out data/digits --force
+	$(BIN)/python -m daso_ray.smoke --root data/digits --iterations 300
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check daso_ray tests benchmarks
+
+bench: setup
+	$(BIN)/python -m benchmarks.loaders
+
+clean:
+	rm -rf $(VENV) data/digits .pytest_cache

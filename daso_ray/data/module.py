@@ -1,0 +1,151 @@
+"""Everything a training run reads: the split (manifest), the train streams and the eval sets.
+
+``TrainData(cfg.data, seed, device)`` checks the prepared folder against the config, builds the
+long-tail split from the stored labels, records it (atomically) under ``<root>/splits/`` and serves
+the batch contract of :mod:`daso_ray.data.loaders` from FFCV or the torch fallback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from daso_ray.config import DataConfig
+from daso_ray.data.augment import Augmenter
+from daso_ray.data.ffcv_io import atomic_write_text, ffcv_available, read_manifest
+from daso_ray.data.loaders import PassSampler, StoreBatches, Views, data_path, torch_stream
+from daso_ray.data.longtail import Split, SplitSpec, make_split
+from daso_ray.data.store import Store
+from daso_ray.errors import UserError
+
+EVAL_BATCH = 256
+
+
+def split_spec(data: DataConfig, num_classes: int, separate_unlabeled: bool) -> SplitSpec:
+    natural = data.dataset in ("semi_aves", "folder")  # naturally long-tailed: no profile
+    return SplitSpec(
+        num_classes=num_classes, num_valid=data.num_valid,
+        n_max_l=None if natural else data.n_max_l,
+        n_max_u=None if separate_unlabeled else data.n_max_u,
+        imb_ratio_l=data.imb_ratio_l, imb_ratio_u=data.imb_ratio_u,
+        scenario=data.scenario, seed=data.seed_split)
+
+
+def build_split(data: DataConfig, manifest: dict, root: Path) -> Split:
+    """The split for ``data`` over the prepared files, written to ``root/splits/<digest>.json``."""
+    train = Store(data_path(root, "train", "arrow")).labels
+    unl = None
+    if "unlabeled" in manifest["splits"]:
+        unl = Store(data_path(root, "unlabeled", "arrow")).labels
+        n_in = manifest.get("extra", {}).get("unlabeled_in_count")
+        if data.unlabeled_pool == "in" and n_in is not None:
+            unl = unl[:n_in]  # Semi-Aves: U_in is stored first, then U_out
+    split = make_split(train, split_spec(data, manifest["num_classes"], unl is not None), unl)
+    record = {**split.record(), "dataset": data.dataset, "source_checksum": manifest["checksum"],
+              "scenario": data.scenario, "gamma_l": data.imb_ratio_l, "gamma_u": data.imb_ratio_u,
+              "seed": data.seed_split}
+    text = json.dumps(record)
+    out = root / "splits" / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+    if not out.is_file():
+        out.parent.mkdir(exist_ok=True)
+        atomic_write_text(out, text)
+    split.path = out
+    return split
+
+
+class TrainData:
+    """Train streams and eval sets for one worker (``rank`` of ``world_size``)."""
+
+    def __init__(self, data: DataConfig, seed: int, device, rank: int = 0, world_size: int = 1,
+                 distributed: bool = False):
+        self.cfg, self.root = data, Path(data.root)
+        self.manifest = read_manifest(self.root, verify=True)
+        if self.manifest["dataset"] != data.dataset:
+            raise UserError(f"data.dataset: '{data.dataset}' but {self.root} holds "
+                            f"'{self.manifest['dataset']}' — fix data.root or data.dataset")
+        self.num_classes = self.manifest["num_classes"]
+        self.split = build_split(data, self.manifest, self.root)
+        self.mode = self.manifest["mode"]
+        if data.loader == "ffcv" and not ffcv_available():
+            raise UserError("data.loader: ffcv is not installed here; run `make setup` or set "
+                            "data.loader: torch")
+        side = data.image_size if self.mode == "jpeg" else self.manifest["image_shape"][0]
+        self.pad = max(1, int(round(side * 0.125)))  # 4 px at 32 px (int(32 * 0.125)), 12 at 96
+        cutout = 16 if self.mode == "raw" else side // 2  # 112 px at 224 (specs/daso.md §3.5)
+        self.augmenter = Augmenter(seed * 7919 + rank, device, self.pad, cutout)
+        self.views = Views(data.dataset, device, self.augmenter, data.image_size)
+        self.rank, self.world, self.distributed = rank, world_size, distributed
+        self.samplers = {
+            "labeled": PassSampler(self.split.labeled, data.batch_size, seed, rank, world_size),
+            "unlabeled": PassSampler(self.split.unlabeled, data.batch_size * data.mu, seed + 1,
+                                     rank, world_size)}
+        self._seed = seed
+
+    # -- train streams ------------------------------------------------------------------------
+    def _ffcv(self, kind: str, split: str, indices, batch: int, seed: int, augment=True):
+        from daso_ray.data.ffcv_ops import ffcv_loader
+
+        return ffcv_loader(str(data_path(self.root, split, "beton")), mode=self.mode, kind=kind,
+                           batch_size=batch, indices=indices, seed=seed, pad=self.pad,
+                           num_workers=min(self.cfg.num_workers, torch.get_num_threads() or 1),
+                           size=self.cfg.image_size, distributed=self.distributed, augment=augment)
+
+    def _raw_stream(self, name: str, split: str) -> Iterator:
+        if self.cfg.loader == "ffcv":
+            s = self.samplers[name]
+            loader = self._ffcv(name, split, s.indices, s.batch // s.world, self._seed + len(name))
+            while True:
+                yield from loader
+        else:
+            sampler = self.samplers[name]
+            for batch in torch_stream(Store(data_path(self.root, split, "arrow")), sampler,
+                                       self.cfg.num_workers, self.cfg.image_size):
+                sampler.consumed += 1
+                yield batch
+
+    def labeled(self) -> Iterator[dict]:
+        for x, y, idx in self._raw_stream("labeled", "train"):
+            yield self.views.labeled(x, y, idx, weak_done=self.cfg.loader == "ffcv")
+
+    def unlabeled(self) -> Iterator[dict]:
+        src = self.split.unlabeled_source
+        if self.cfg.loader == "ffcv":
+            for x_w, idx, x_s in self._raw_stream("unlabeled", src):
+                yield self.views.unlabeled(x_w, x_s, idx, weak_done=True)
+        else:
+            for x, _labels, idx in self._raw_stream("unlabeled", src):  # labels dropped here
+                yield self.views.unlabeled(x, x, idx, weak_done=False)
+
+    # -- eval sets ----------------------------------------------------------------------------
+    def eval_batches(self, which: str = "test") -> Iterator[dict]:
+        """``test`` or ``valid``, in order, unaugmented, no partial batch dropped."""
+        split = "test" if which == "test" else "train"
+        indices = None if which == "test" else self.split.valid
+        if self.cfg.loader == "ffcv":
+            for x, y, idx in self._ffcv("test", split, indices, EVAL_BATCH, 0, augment=False):
+                yield self.views.eval(x, y, idx)
+            return
+        store = Store(data_path(self.root, split, "arrow"))
+        order = np.arange(len(store)) if indices is None else np.asarray(indices)
+        ds = StoreBatches(store, self.cfg.image_size)
+        for s in range(0, len(order), EVAL_BATCH):
+            yield self.views.eval(*ds.__getitems__(order[s:s + EVAL_BATCH]))
+
+    def unlabeled_labels(self) -> np.ndarray:
+        """Hidden true labels of U (for pseudo-label diagnostics only; -1 = unknown)."""
+        return Store(data_path(self.root, self.split.unlabeled_source, "arrow")).labels
+
+    # -- checkpoint ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"samplers": {k: s.state_dict() for k, s in self.samplers.items()},
+                "augmenter": self.augmenter.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, s in self.samplers.items():
+            s.load_state_dict(state["samplers"][k])
+        self.augmenter.load_state_dict(state["augmenter"])

@@ -1,0 +1,300 @@
+"""Readers for the supported sources: uint8 images and int labels, never a download.
+
+Each reader returns a :class:`Source` whose splits are ``train`` (labeled pool), ``test`` and,
+where the benchmark has a separate one, ``unlabeled``. Raw sources (digits, CIFAR, STL-10) hold
+uint8 ``[N, H, W, 3]`` arrays in memory; image-file sources (Semi-Aves, folders) hold paths that
+are decoded lazily, because U_out alone is 122k images. A missing or corrupt file raises a
+one-line :class:`UserError` naming the file that was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from daso_ray.errors import UserError
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+CIFAR10_FILES = [f"data_batch_{i}" for i in range(1, 6)]
+STL_SIDE = 96
+CHUNK_JPEG = 256  # images per work item when decoding image files
+
+
+@dataclass
+class SourceSplit:
+    """One source split. Exactly one of ``images`` (uint8 [N,H,W,3]) and ``paths`` is set."""
+
+    labels: np.ndarray  # int64 [N]; -1 = unknown (unlabeled data)
+    images: np.ndarray | None = None
+    paths: list[Path] | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Source:
+    dataset: str
+    num_classes: int
+    class_names: list[str]
+    splits: dict[str, SourceSplit]
+    inputs: list[Path] = field(default_factory=list)  # files the source was read from
+    extra: dict = field(default_factory=dict)  # e.g. Semi-Aves U_in size
+
+    @property
+    def mode(self) -> str:
+        return "raw" if self.splits["train"].images is not None else "jpeg"
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise UserError(f"missing source file {path} — expected {what}; check --src")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# digits (scikit-learn ships the data: no download)
+
+
+def load_digits_source(test_per_class: int = 30) -> Source:
+    """sklearn digits as 32x32x3 uint8 (bilinear upsampling of the 8x8 0..16 images).
+
+    A fixed class-balanced test set of ``test_per_class`` images per class is held out with its
+    own seed, so it never depends on the split seed (like an official test set).
+    """
+    import torch
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy(np.round(d.images * (255.0 / 16.0)).astype(np.float32))[:, None]
+    x = torch.nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
+    images = np.repeat(x.round().clamp(0, 255).to(torch.uint8).numpy().transpose(0, 2, 3, 1), 3, 3)
+    labels = d.target.astype(np.int64)
+    rng = np.random.RandomState(20240601)
+    test = np.concatenate([rng.permutation(np.where(labels == c)[0])[:test_per_class]
+                           for c in range(10)])
+    train = np.setdiff1d(np.arange(len(labels)), test)
+    return Source("digits", 10, [str(c) for c in range(10)], {
+        "train": SourceSplit(labels[train], np.ascontiguousarray(images[train])),
+        "test": SourceSplit(labels[test], np.ascontiguousarray(images[test])),
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR python pickles (read with a restricted unpickler: the files come from the user)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Allow only what CIFAR batches contain: dicts, lists, bytes and numpy arrays."""
+
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+                ("numpy._core.multiarray", "scalar")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
+        return getattr(np._core.multiarray, name) if module != "numpy" else getattr(np, name)
+
+
+def _read_cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    _require(path, "a CIFAR python batch")
+    try:
+        with open(path, "rb") as f:
+            d = _CifarUnpickler(f, encoding="bytes").load()
+        data = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        labels = np.asarray(d[label_key], dtype=np.int64)
+    except Exception as exc:  # noqa: BLE001 - any decoding problem is a corrupt file
+        raise UserError(f"corrupt CIFAR batch {path} ({type(exc).__name__}) — re-extract the "
+                        "python version archive") from None
+    if len(data) != len(labels):
+        raise UserError(f"corrupt CIFAR batch {path}: {len(data)} images but {len(labels)} labels")
+    return np.ascontiguousarray(data), labels
+
+
+def load_cifar_source(src: Path, num_classes: int) -> Source:
+    """CIFAR-10 (``cifar-10-batches-py``) or CIFAR-100 (``cifar-100-python``) folder."""
+    if num_classes == 10:
+        train_files, test_file, key = CIFAR10_FILES, "test_batch", b"labels"
+    else:
+        train_files, test_file, key = ["train"], "test", b"fine_labels"
+    parts = [_read_cifar_batch(src / f, key) for f in train_files]
+    test = _read_cifar_batch(src / test_file, key)
+    train = SourceSplit(np.concatenate([p[1] for p in parts]), np.concatenate([p[0] for p in parts]))
+    bad = np.where((train.labels < 0) | (train.labels >= num_classes))[0]
+    if bad.size:
+        raise UserError(f"{src}: label {train.labels[bad[0]]} outside 0..{num_classes - 1}; "
+                        f"is this the CIFAR-{num_classes} folder?")
+    name = f"cifar{num_classes}"
+    return Source(name, num_classes, [str(c) for c in range(num_classes)],
+                  {"train": train, "test": SourceSplit(test[1], test[0])},
+                  inputs=[src / f for f in [*train_files, test_file]])
+
+
+# ---------------------------------------------------------------------------------------------
+# STL-10 binary folder (stl10_binary)
+
+
+def _read_stl_images(path: Path) -> np.ndarray:
+    _require(path, "an STL-10 binary image file")
+    raw = np.fromfile(path, dtype=np.uint8)
+    per = 3 * STL_SIDE * STL_SIDE
+    if raw.size == 0 or raw.size % per:
+        raise UserError(f"corrupt STL-10 file {path}: {raw.size} bytes is not a multiple of {per}")
+    # Stored column-major per image: (N, C, W, H) -> (N, H, W, C).
+    return np.ascontiguousarray(raw.reshape(-1, 3, STL_SIDE, STL_SIDE).transpose(0, 3, 2, 1))
+
+
+def _read_stl_labels(path: Path, n: int) -> np.ndarray:
+    labels = np.fromfile(_require(path, "an STL-10 label file"), dtype=np.uint8).astype(np.int64) - 1
+    if len(labels) != n or labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
+        raise UserError(f"corrupt STL-10 labels {path}: expected {n} labels in 1..10")
+    return labels
+
+
+def load_stl10_source(src: Path) -> Source:
+    splits = {}
+    for name, stem in (("train", "train"), ("test", "test")):
+        images = _read_stl_images(src / f"{stem}_X.bin")
+        splits[name] = SourceSplit(_read_stl_labels(src / f"{stem}_y.bin", len(images)), images)
+    unl = _read_stl_images(src / "unlabeled_X.bin")
+    splits["unlabeled"] = SourceSplit(np.full(len(unl), -1, dtype=np.int64), unl)
+    names = (src / "class_names.txt").read_text().split() if (src / "class_names.txt").is_file() else []
+    files = ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "unlabeled_X.bin"]
+    return Source("stl10", 10, names if len(names) == 10 else [str(c) for c in range(10)], splits,
+                  inputs=[src / f for f in files])
+
+
+# ---------------------------------------------------------------------------------------------
+# Image-file sources: Semi-Aves list files and user folders
+
+
+def _read_list(src: Path, name: str, num_classes: int | None) -> tuple[list[Path], np.ndarray]:
+    """A Semi-Aves list file: one ``relative/path.jpg label`` per line (label -1 = unknown)."""
+    path = _require(src / name, "a Semi-Aves list file of 'relative/path.jpg class_id' lines")
+    paths, labels = [], []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise UserError(f"{path} line {n}: expected 'relative/path.jpg class_id', got {line!r}")
+        label = int(parts[1])
+        if num_classes is not None and not -1 <= label < num_classes:
+            raise UserError(f"{path} line {n}: class id {label} outside -1..{num_classes - 1}")
+        paths.append(src / parts[0])
+        labels.append(label)
+    missing = next((p for p in paths if not p.is_file()), None)
+    if missing is not None:
+        raise UserError(f"missing source file {missing} — listed in {path}; check --src")
+    return paths, np.asarray(labels, dtype=np.int64)
+
+
+def load_semi_aves_source(src: Path) -> Source:
+    """Semi-Aves release layout: l_train_val.txt (or l_train.txt + val.txt), u_train_in.txt,
+    optional u_train_out.txt, test.txt; image paths relative to ``src``."""
+    if (src / "l_train_val.txt").is_file():
+        lp, ll = _read_list(src, "l_train_val.txt", None)
+    else:
+        a, b = _read_list(src, "l_train.txt", None), _read_list(src, "val.txt", None)
+        lp, ll = a[0] + b[0], np.concatenate([a[1], b[1]])
+    k = int(ll.max()) + 1
+    tp, tl = _read_list(src, "test.txt", k)
+    up, _ = _read_list(src, "u_train_in.txt", k)
+    n_in = len(up)
+    if (src / "u_train_out.txt").is_file():
+        up += _read_list(src, "u_train_out.txt", None)[0]
+    # Unlabeled true labels are unknown to training (specs/daso.md §11 item 4): stored as -1.
+    splits = {"train": SourceSplit(ll, paths=lp), "test": SourceSplit(tl, paths=tp),
+              "unlabeled": SourceSplit(np.full(len(up), -1, dtype=np.int64), paths=up)}
+    lists = [p for p in src.glob("*.txt")]
+    return Source("semi_aves", k, [str(c) for c in range(k)], splits, inputs=lists,
+                  extra={"unlabeled_in_count": n_in})
+
+
+def _images_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+
+
+def load_folder_source(src: Path) -> Source:
+    """User folders: ``labeled/<class>/...``, ``unlabeled/...`` (any nesting), ``test/<class>/...``."""
+    for sub in ("labeled", "unlabeled", "test"):
+        if not (src / sub).is_dir():
+            raise UserError(f"missing folder {src / sub} — expected labeled/<class>/, unlabeled/, "
+                            "test/<class>/ under --src")
+    classes = sorted(p.name for p in (src / "labeled").iterdir() if p.is_dir())
+    if len(classes) < 2:
+        raise UserError(f"{src / 'labeled'}: needs at least 2 class folders, found {len(classes)}")
+    splits = {}
+    for sub in ("labeled", "test"):
+        paths, labels = [], []
+        for c, name in enumerate(classes):
+            found = _images_under(src / sub / name)
+            paths += found
+            labels += [c] * len(found)
+        extra = sorted({p.name for p in (src / sub).iterdir() if p.is_dir()} - set(classes))
+        if extra:
+            raise UserError(f"{src / sub / extra[0]}: class not present under labeled/")
+        splits["train" if sub == "labeled" else "test"] = SourceSplit(
+            np.asarray(labels, dtype=np.int64), paths=paths)
+    unl = _images_under(src / "unlabeled")
+    splits["unlabeled"] = SourceSplit(np.full(len(unl), -1, dtype=np.int64), paths=unl)
+    for name, split in splits.items():
+        if len(split) == 0:
+            raise UserError(f"{src}: no images found for split '{name}' ({sorted(IMAGE_EXTS)})")
+    return Source("folder", len(classes), classes, splits)
+
+
+def load_source(dataset: str, src: Path | None) -> Source:
+    """Dispatch on the dataset name; ``src`` is required for everything but digits."""
+    if dataset == "digits":
+        return load_digits_source()
+    if src is None:
+        raise UserError(f"--src: the {dataset} source folder is required")
+    if not src.is_dir():
+        raise UserError(f"--src {src}: not a folder — pass the extracted {dataset} folder")
+    loaders = {"cifar10": lambda: load_cifar_source(src, 10),
+               "cifar100": lambda: load_cifar_source(src, 100),
+               "stl10": lambda: load_stl10_source(src),
+               "semi_aves": lambda: load_semi_aves_source(src),
+               "folder": lambda: load_folder_source(src)}
+    return loaders[dataset]()
+
+
+def fingerprint(paths: list[Path]) -> str:
+    """sha256 over the named input files (content), or over (name, size) for many image files."""
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        h.update(p.name.encode())
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def decode_image(path: Path, short_side: int) -> np.ndarray:
+    """Decode an image file to RGB uint8 [H, W, 3] with its shorter side resized to ``short_side``."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            s = short_side / min(w, h)
+            im = im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
+            return np.asarray(im, dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"corrupt image {path} ({exc.__class__.__name__}) — remove or replace it") from None
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
