@@ -94,11 +94,15 @@ class _CifarUnpickler(pickle.Unpickler):
 
     _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                 ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-                ("numpy._core.multiarray", "scalar")}
+                ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"forbidden global {module}.{name}")
+        if module == "_codecs":  # protocol-2 pickles spell bytes as _codecs.encode(str, 'latin1')
+            import codecs
+
+            return codecs.encode
         return getattr(np._core.multiarray, name) if module != "numpy" else getattr(np, name)
 
 

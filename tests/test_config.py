@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from daso_ray.config import Config, apply_overrides, from_dict, load_config, to_dict
+from daso_ray.data.longtail import SplitSpec, make_split
+from daso_ray.errors import UserError
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_unknown_key_names_full_path_and_suggests(tmp_path):
+    p = _write(tmp_path, "algorithm:\n  daso:\n    t_prot: 0.1\n")
+    with pytest.raises(UserError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert "algorithm.daso.t_prot" in msg and "algorithm.daso.t_proto" in msg
+    assert len(msg.splitlines()) == 1
+
+
+def test_unknown_section_and_wrong_type_one_line_each(tmp_path):
+    p = _write(tmp_path, "optimizer: {}\nrun:\n  iterations: many\n")
+    with pytest.raises(UserError) as e:
+        load_config(p)
+    lines = str(e.value).splitlines()
+    assert len(lines) == 2
+    assert any("'optimizer'" in ln and "'optim'" in ln for ln in lines)
+    assert any("run.iterations" in ln and "many" in ln for ln in lines)
+
+
+def test_overrides_and_round_trip(tmp_path):
+    p = _write(tmp_path, "data:\n  dataset: digits\n")
+    cfg = load_config(p, ["algorithm.daso.t_proto=0.1", "data.scenario=reversed", "optim.milestones=[1, 2]"])
+    assert cfg.algorithm.daso.t_proto == 0.1 and cfg.data.scenario == "reversed"
+    assert cfg.optim.milestones == [1, 2]
+    assert from_dict(to_dict(cfg)) == cfg
+    with pytest.raises(UserError, match="algorithm.daso.t_protoo"):
+        load_config(p, ["algorithm.daso.t_protoo=1"])
+    with pytest.raises(UserError, match="KEY=VALUE"):
+        apply_overrides({}, ["novalue"])
+
+
+def test_scenario_rules_and_t_dist_table():
+    with pytest.raises(UserError, match="imb_ratio_u"):
+        from_dict({"data": {"scenario": "uniform", "imb_ratio_u": 100}})
+    with pytest.raises(UserError, match="imb_ratio_l"):
+        from_dict({"data": {"imb_ratio_l": 0.5}})
+    assert Config().resolved_t_dist() == 1.5
+    assert from_dict({"data": {"scenario": "reversed"}}).resolved_t_dist() == 0.3
+    assert from_dict({"data": {"dataset": "semi_aves"}}).resolved_t_dist() == 0.5
+    assert from_dict({"algorithm": {"daso": {"t_dist": 2.0}}}).resolved_t_dist() == 2.0
+    with pytest.raises(UserError, match="pretrain_iters"):
+        from_dict({"algorithm": {"daso": {"pretrain_iters": 50}}})
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(UserError, match=r"c.yaml: line \d+ is not valid YAML"):
+        load_config(_write(tmp_path, "data:\n  - [unclosed\n"))
+
+
+def test_split_rejects_pool_too_small_and_empty_class():
+    labels = np.repeat(np.arange(10), 100)
+    with pytest.raises(UserError, match="data.n_max_l"):
+        make_split(labels, SplitSpec(10, 0, 80, 40, 10, 10, "consistent", 0))
+    with pytest.raises(UserError, match="0 labeled images"):
+        make_split(labels, SplitSpec(10, 0, 5, 40, 100, 10, "consistent", 0))
