@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tv_reference import cutout_reference, reference, weak_reference
 
 from daso_ray.data import augment as A
+from daso_ray.data.augment_reference import cutout_reference, reference, weak_reference
 
 
 def _images(n, size, seed=0):

@@ -1,4 +1,5 @@
-"""Per-sample torchvision v2 references for each augmentation op (the oracle of the tests)."""
+"""Per-sample torchvision v2 versions of every augmentation op: the oracle for tests and the
+per-sample baseline for benchmarks (one image at a time, Python-level parameters)."""
 
 from __future__ import annotations
 
@@ -67,3 +68,15 @@ def weak_reference(img: torch.Tensor, flip: bool, oy: int, ox: int, pad: int) ->
         img = TF.horizontal_flip(img)
     padded = TF.pad(img, [pad], padding_mode="reflect")
     return TF.crop(padded, oy, ox, h, w)
+
+
+def strong_reference(img: torch.Tensor, rng, size: int = 16) -> torch.Tensor:
+    """One FixMatch strong view of one uint8 [3, H, W] image with python-level randomness."""
+    names = ["AutoContrast", "Brightness", "Color", "Contrast", "Equalize", "Identity", "Posterize",
+             "Rotate", "Sharpness", "ShearX", "ShearY", "Solarize", "TranslateX", "TranslateY"]
+    for _ in range(2):
+        name = names[rng.randrange(14)]
+        if rng.random() < 0.5:
+            img = reference(name, img, rng.randint(1, 9), rng.choice((-1, 1)))
+    h, w = img.shape[-2:]
+    return cutout_reference(img, rng.random() * w, rng.random() * h, size)
