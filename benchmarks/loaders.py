@@ -52,21 +52,16 @@ class _PerSample(torch.utils.data.Dataset):
         return len(self.store)
 
     def __getitem__(self, i):
-        from torchvision.transforms.v2 import functional as TF
-
-        from daso_ray.data.augment_reference import strong_reference
+        from daso_ray.data.augment_reference import strong_reference, weak_reference
 
         img = torch.from_numpy(self.store.pixels(np.array([i]))[0]).permute(2, 0, 1)
-        if random.random() < 0.5:
-            img = TF.horizontal_flip(img)
-        img = TF.crop(TF.pad(img, [4], padding_mode="reflect"), random.randint(0, 8),
-                      random.randint(0, 8), 32, 32)
+        img = weak_reference(img, random.random() < 0.5, random.randint(0, 8), random.randint(0, 8), 4)
         if self.strong:
             img = strong_reference(img, random)
         return img, int(self.store.labels[i])
 
 
-def _time_epochs(make_iter, epochs: int, n: int) -> dict:
+def _time_epochs(make_iter, epochs: int) -> dict:
     t0 = time.perf_counter()
     for _ in make_iter():
         pass
@@ -88,12 +83,12 @@ def run_one(name: str, root: Path, epochs: int, workers: int) -> dict:
 
         loader = ffcv_loader(str(root / "train.beton"), mode="raw", kind="labeled", batch_size=BATCH,
                              indices=None, num_workers=workers, seed=0, size=32, pad=4)
-        return _time_epochs(lambda: iter(loader), epochs, n)
+        return _time_epochs(lambda: iter(loader), epochs)
     if name in ("torch_weak", "torch_strong_per_sample"):
         ds = _PerSample(root, strong=name == "torch_strong_per_sample")
         dl = torch.utils.data.DataLoader(ds, batch_size=BATCH, shuffle=True, drop_last=True,
                                          num_workers=workers, persistent_workers=True)
-        return _time_epochs(lambda: iter(dl), epochs, n)
+        return _time_epochs(lambda: iter(dl), epochs)
     if name == "batched_strong":
         from daso_ray.data.augment import Augmenter
 
@@ -107,7 +102,7 @@ def run_one(name: str, root: Path, epochs: int, workers: int) -> dict:
             for s in range(0, n - batch + 1, batch):
                 x = torch.from_numpy(store.pixels(perm[s:s + batch])).permute(0, 3, 1, 2)
                 yield (aug.strong(aug.weak(x)),)
-        return _time_epochs(it, epochs, n)
+        return _time_epochs(it, epochs)
     raise KeyError(name)
 
 

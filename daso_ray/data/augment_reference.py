@@ -72,10 +72,10 @@ def weak_reference(img: torch.Tensor, flip: bool, oy: int, ox: int, pad: int) ->
 
 def strong_reference(img: torch.Tensor, rng, size: int = 16) -> torch.Tensor:
     """One FixMatch strong view of one uint8 [3, H, W] image with python-level randomness."""
-    names = ["AutoContrast", "Brightness", "Color", "Contrast", "Equalize", "Identity", "Posterize",
-             "Rotate", "Sharpness", "ShearX", "ShearY", "Solarize", "TranslateX", "TranslateY"]
+    from daso_ray.data.augment import OPS
+
     for _ in range(2):
-        name = names[rng.randrange(14)]
+        name = OPS[rng.randrange(len(OPS))][0]
         if rng.random() < 0.5:
             img = reference(name, img, rng.randint(1, 9), rng.choice((-1, 1)))
     h, w = img.shape[-2:]
