@@ -55,7 +55,7 @@ class DataConfig(Strict):
 
 
 class ModelConfig(Strict):
-    arch: Literal["wrn28_2", "resnet34", "resnet50"] = "wrn28_2"
+    arch: Literal["wrn28_2", "wrn16_2", "wrn10_1", "resnet34", "resnet50"] = "wrn28_2"
     pretrained_path: str | None = None  # local file only; weights are never downloaded
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0)
     num_classes: int | None = Field(None, ge=2)  # derived from the data; if set it must match
@@ -70,8 +70,10 @@ class DasoConfig(Strict):
     pretrain_iters: int = Field(5000, ge=0)
     dist_aware: bool = True
     interp_alpha: float = Field(0.5, ge=0.0, le=1.0)
-    ema_bn_mode: Literal["eval", "reference_train"] = "eval"
-    proto_normalize: bool = False
+    ema_bn_mode: Literal["eval", "reference_train"] = "eval"  # specs/daso.md §11 item 2
+    proto_normalize: bool = False  # prototypes = mean of unit features (§12 item 4)
+    balanced_queue: bool = True  # false: per-class capacity 5 N_k (Table 7 ablation)
+    queue_encoder: Literal["ema", "online"] = "ema"  # Table 7 ablation
 
 
 class DebiasPLConfig(Strict):
@@ -81,7 +83,8 @@ class DebiasPLConfig(Strict):
 
 
 class SeMiConfig(Strict):
-    est_epoch_iters: int = Field(2500, ge=0)
+    est_epoch_iters: int = Field(2500, ge=0)  # components start after est_epoch (5 x 500 iters)
+    epoch_iters: int = Field(500, ge=1)  # pi-hat^u refresh period (one ACR "epoch")
     alpha: float = Field(0.4, ge=0.0, le=1.0)
     t_tar: float = Field(0.1, gt=0.0)
     mb_size: int = Field(128, ge=1)
@@ -90,6 +93,12 @@ class SeMiConfig(Strict):
     oheml_scale: float = Field(0.75, gt=0.0)
     proto_t: float = Field(0.09, gt=0.0)
     lambda_ea: float = Field(0.15, ge=0.0)
+    tau1: float = Field(2.0, ge=0.0)  # head-1 target LA (applied only with pula)
+    tau12: float = Field(2.0, ge=0.0)  # head-2 targets from head-1 logits
+    tau2: float = Field(2.0, ge=0.0)  # balanced-head labeled LA
+    pula: bool = False
+    renormalize_blend: bool = True  # peers.md §7.5 item 7; false reproduces the code
+    strong_views: int = Field(2, ge=1, le=2)
 
 
 class AlgorithmConfig(Strict):
@@ -142,6 +151,12 @@ class Config(Strict):
             raise ValueError(
                 "algorithm.daso.pretrain_iters: must be >= algorithm.daso.dist_update_period "
                 f"({daso.dist_update_period}) so m-hat is estimated before it is used"
+            )
+        if self.run.checkpoint_period % self.run.eval_period:
+            # A checkpoint travels with a report (Tune), so it must fall on an evaluation step.
+            raise ValueError(
+                f"run.checkpoint_period: {self.run.checkpoint_period} must be a multiple of "
+                f"run.eval_period ({self.run.eval_period})"
             )
         return self
 

@@ -127,12 +127,19 @@ class Views:
         x = x if weak_done else self.aug.weak(x)
         return {"x": self._norm(x), "y": y.to(self.device).long(), "idx": idx.to(self.device).long()}
 
-    def unlabeled(self, x_w, x_s, idx, weak_done: bool) -> dict:
+    def unlabeled(self, x_w, x_s, idx, weak_done: bool, strong_views: int = 1) -> dict:
+        """``strong_views`` = 2 adds ``x_s2`` (SeMi): its own flip/crop on the torch path; on the FFCV
+        path it shares the strong view's crop and draws its own RandAugment + Cutout."""
         x_w, x_s = x_w.to(self.device, non_blocking=True), x_s.to(self.device, non_blocking=True)
+        raw = x_s
         if not weak_done:
-            x_w, x_s = self.aug.weak(x_w), self.aug.weak(x_s)
-        return {"x_w": self._norm(x_w), "x_s": self._norm(self.aug.strong(x_s)),
-                "idx": idx.to(self.device).long()}
+            x_w, x_s = self.aug.weak(x_w), self.aug.weak(raw)
+        out = {"x_w": self._norm(x_w), "x_s": self._norm(self.aug.strong(x_s)),
+               "idx": idx.to(self.device).long()}
+        if strong_views == 2:
+            x_s2 = raw if weak_done else self.aug.weak(raw)
+            out["x_s2"] = self._norm(self.aug.strong(x_s2))
+        return out
 
     def eval(self, x, y, idx) -> dict:
         return {"x": self._norm(x), "y": y.to(self.device).long(), "idx": idx.to(self.device).long()}

@@ -112,14 +112,14 @@ class TrainData:
         for x, y, idx in self._raw_stream("labeled", "train"):
             yield self.views.labeled(x, y, idx, weak_done=self.cfg.loader == "ffcv")
 
-    def unlabeled(self) -> Iterator[dict]:
-        src = self.split.unlabeled_source
+    def unlabeled(self, strong_views: int = 1) -> Iterator[dict]:
+        src, n = self.split.unlabeled_source, strong_views
         if self.cfg.loader == "ffcv":
             for x_w, idx, x_s in self._raw_stream("unlabeled", src):
-                yield self.views.unlabeled(x_w, x_s, idx, weak_done=True)
+                yield self.views.unlabeled(x_w, x_s, idx, weak_done=True, strong_views=n)
         else:
             for x, _labels, idx in self._raw_stream("unlabeled", src):  # labels dropped here
-                yield self.views.unlabeled(x, x, idx, weak_done=False)
+                yield self.views.unlabeled(x, x, idx, weak_done=False, strong_views=n)
 
     # -- eval sets ----------------------------------------------------------------------------
     def eval_batches(self, which: str = "test") -> Iterator[dict]:

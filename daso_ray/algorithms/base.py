@@ -1,0 +1,123 @@
+"""Algorithm contract: ``step(batch, t, nets) -> StepOut``; the loop does backward/step/EMA.
+
+An algorithm owns its state (queues, priors, memory banks) and exposes it through
+``state_dict``/``load_state_dict`` so the checkpoint holds everything that changes a result
+(DESIGN.md principle 5). Algorithms are registered by name (``algorithm.name`` in the config).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from daso_ray.config import Config
+
+REGISTRY: dict[str, type[Algorithm]] = {}
+
+
+def register(name: str):
+    def deco(cls):
+        cls.name = name
+        REGISTRY[name] = cls
+        return cls
+    return deco
+
+
+@dataclass
+class Context:
+    """What an algorithm may know about the run (never the unlabeled labels)."""
+
+    num_classes: int
+    labeled_counts: torch.Tensor  # long [K], N_k of the labeled split
+    iterations: int  # T_max
+    device: torch.device
+    seed: int = 0
+
+    @property
+    def log_prior(self) -> torch.Tensor:
+        """log π_l, float [K] (labeled class frequencies, normalised to sum 1)."""
+        pi = self.labeled_counts.double() / self.labeled_counts.sum()
+        return pi.clamp_min(1e-12).log().float().to(self.device)
+
+
+@dataclass
+class Nets:
+    model: nn.Module  # the online network (possibly compiled)
+    ema: nn.Module  # the EMA teacher, eval mode unless an algorithm switches it
+
+
+@dataclass
+class StepOut:
+    loss: torch.Tensor  # scalar, what the loop back-propagates
+    logs: dict[str, torch.Tensor] = field(default_factory=dict)  # scalars, averaged per report
+    pl: torch.Tensor | None = None  # long [muB]: final pseudo-label argmax, for diagnostics (§9.4)
+
+
+@dataclass
+class Parts:
+    """One forward pass over [x_l; u_w; u_s(; u_s2)] split back per view (specs/daso.md §6 step 3)."""
+
+    logits_l: torch.Tensor  # [B, K]
+    feat_l: torch.Tensor  # [B, D]
+    logits_w: torch.Tensor | None = None  # [muB, K]
+    feat_w: torch.Tensor | None = None
+    logits_s: list[torch.Tensor] = field(default_factory=list)  # one [muB, K] per strong view
+    feat_s: list[torch.Tensor] = field(default_factory=list)
+
+
+def forward_parts(model: nn.Module, batch: dict) -> Parts:
+    """One forward over every view, so BN statistics cover the whole (1 + 2mu)B batch (no interleave)."""
+    strong = [batch[k] for k in ("x_s", "x_s2") if k in batch]
+    views = [batch["x"]] + ([batch["x_w"], *strong] if "x_w" in batch else [])
+    logits, feat = model(torch.cat(views) if len(views) > 1 else views[0])
+    sizes = [len(v) for v in views]
+    lo, fe = logits.float().split(sizes), feat.float().split(sizes)
+    if len(views) == 1:
+        return Parts(lo[0], fe[0])
+    return Parts(lo[0], fe[0], lo[1], fe[1], list(lo[2:]), list(fe[2:]))
+
+
+class Algorithm:
+    """Base class. ``strong_views`` and ``balanced_head`` tell the loop what to build."""
+
+    name = "base"
+    uses_unlabeled = True
+    strong_views = 1
+    balanced_head = False
+
+    def __init__(self, cfg: Config, ctx: Context):
+        self.cfg, self.ctx = cfg, ctx
+
+    def step(self, batch: dict, t: int, nets: Nets) -> StepOut:
+        raise NotImplementedError
+
+    def predict(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Evaluation logits [n, K] (SeMi overrides: its balanced head)."""
+        return model(x)[0]
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def build_algorithm(cfg: Config, ctx: Context) -> Algorithm:
+    from daso_ray.algorithms import daso, debiaspl, fixmatch, semi, supervised  # noqa: F401 (register)
+
+    return REGISTRY[cfg.algorithm.name](cfg, ctx)
+
+
+def labeled_ce(logits_l: torch.Tensor, y: torch.Tensor, log_prior: torch.Tensor, tau: float):
+    """L_s = mean CE(z + τ_LA log π_l, y) (peers.md §3; τ_LA = 0 is plain CE)."""
+    if tau:
+        logits_l = logits_l + tau * log_prior
+    return nn.functional.cross_entropy(logits_l, y)
+
+
+def masked_hard_ce(logits_s: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """(1/μB) Σ w_u CE(z_s, ŷ): divided by the FULL unlabeled batch, not by the mask count (§6 step 8)."""
+    ce = nn.functional.cross_entropy(logits_s, target, reduction="none")
+    return (ce * weight).sum() / len(logits_s)

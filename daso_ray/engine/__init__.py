@@ -1,0 +1,1 @@
+"""The one training loop (no Ray here): optimizer, AMP, EMA, evaluation, checkpoints."""

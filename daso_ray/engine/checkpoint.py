@@ -1,0 +1,58 @@
+"""Checkpoints: one directory per saved step, written atomically, the newest ``keep`` retained.
+
+``<run_dir>/checkpoints/step_00001000/state.pt`` holds everything that changes a result (model,
+EMA, optimizer, scheduler, algorithm state, data-stream positions, every RNG state, the step and the
+metric history; specs/daso.md §11 item 1). A directory appears only once complete (temp dir +
+rename), so a crash mid-write never leaves a half checkpoint and the previous one survives.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from daso_ray.errors import UserError
+
+STATE = "state.pt"
+
+
+def save(run_dir: Path, step: int, state: dict, keep: int = 2) -> Path:
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:08d}"
+    tmp = root / f".tmp_step_{step:08d}_{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    torch.save(state, tmp / STATE)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in sorted(root.glob("step_*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest(run_dir: Path) -> Path | None:
+    """Newest complete checkpoint directory of a run, or None."""
+    found = sorted(p for p in (Path(run_dir) / "checkpoints").glob("step_*") if (p / STATE).is_file())
+    return found[-1] if found else None
+
+
+def load(path: Path, device="cpu") -> dict:
+    """Load ``state.pt`` from a checkpoint dir (or a run dir: its newest checkpoint).
+
+    ``weights_only=True``: a checkpoint handed to us is data, never code.
+    """
+    path = Path(path)
+    if (path / "checkpoints").is_dir():
+        found = latest(path)
+        if found is None:
+            raise UserError(f"--resume: {path} has no complete checkpoint yet — start a new run")
+        path = found
+    file = path / STATE
+    if not file.is_file():
+        raise UserError(f"--resume: {file} not found — pass a run directory or a checkpoint directory")
+    return torch.load(file, map_location=device, weights_only=True)

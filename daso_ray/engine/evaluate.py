@@ -1,0 +1,92 @@
+"""Evaluation metrics (names are the contract with Tune and export: DESIGN.md "Metrics").
+
+Everything derives from a confusion matrix ``conf [K, K]`` (rows = true class, columns =
+prediction). Head / medium / tail are the first, middle and last third of the classes ordered by
+labeled frequency (most frequent first).
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+import torch
+
+
+@torch.no_grad()
+def confusion(predict, batches, num_classes: int, log_prior: torch.Tensor | None = None):
+    """(conf [K, K], conf_la [K, K] or None) over ``batches`` of ``{"x", "y"}``.
+
+    ``conf_la`` scores post-hoc logit-adjusted predictions argmax(z − log π_l) ("LA (inf)",
+    peers.md §3).
+    """
+    conf = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    conf_la = None if log_prior is None else conf.clone()
+    for b in batches:
+        logits = predict(b["x"]).float()
+        y = b["y"].cpu()
+        conf += _pairs(y, logits.argmax(1).cpu(), num_classes)
+        if conf_la is not None:
+            conf_la += _pairs(y, (logits - log_prior).argmax(1).cpu(), num_classes)
+    return conf, conf_la
+
+
+def _pairs(y: torch.Tensor, pred: torch.Tensor, k: int) -> torch.Tensor:
+    return torch.bincount(y * k + pred, minlength=k * k).view(k, k)
+
+
+def class_groups(labeled_counts, parts: int = 3) -> list[np.ndarray]:
+    """Class indices split into ``parts`` groups by labeled frequency (stable, head first)."""
+    order = np.argsort(-np.asarray(labeled_counts), kind="stable")
+    return np.array_split(order, parts)
+
+
+def metrics_from_confusion(conf, labeled_counts, prefix: str = "eval") -> dict:
+    """top1 (plain accuracy), balanced_acc, gmean_recall, head/medium/tail_acc, per_class_recall."""
+    conf = np.asarray(conf, dtype=np.float64)
+    support = conf.sum(axis=1)
+    recall = np.divide(np.diag(conf), support, out=np.zeros_like(support), where=support > 0)
+    present = support > 0
+    r = recall[present]
+    gmean = float(np.exp(np.log(np.clip(r, 1e-12, None)).mean())) if (r > 0).all() else 0.0
+    head, medium, tail = (recall[g[present[g]]] for g in class_groups(labeled_counts))
+    pct = 100.0
+    return {
+        f"{prefix}/top1": pct * float(np.trace(conf) / max(conf.sum(), 1)),
+        f"{prefix}/balanced_acc": pct * float(r.mean()) if r.size else 0.0,
+        f"{prefix}/gmean_recall": pct * gmean,
+        f"{prefix}/head_acc": pct * float(head.mean()) if head.size else 0.0,
+        f"{prefix}/medium_acc": pct * float(medium.mean()) if medium.size else 0.0,
+        f"{prefix}/tail_acc": pct * float(tail.mean()) if tail.size else 0.0,
+        f"{prefix}/per_class_recall": [round(pct * float(v), 3) for v in recall],
+    }
+
+
+def pl_quality(true: np.ndarray, pred: np.ndarray, num_classes: int) -> dict:
+    """Pseudo-label precision / recall / gain per class (specs/daso.md §9.4); −1 labels skipped.
+
+    Macro precision averages the classes predicted at least once [D]; their number is logged.
+    """
+    keep = true >= 0
+    true, pred = true[keep], pred[keep]
+    if true.size == 0:
+        return {}
+    hit = np.bincount(true[true == pred], minlength=num_classes).astype(float)
+    n_true = np.bincount(true, minlength=num_classes).astype(float)
+    n_pred = np.bincount(pred, minlength=num_classes).astype(float)
+    rec = np.divide(hit, n_true, out=np.zeros(num_classes), where=n_true > 0)
+    prec = np.divide(hit, n_pred, out=np.zeros(num_classes), where=n_pred > 0)
+    gain = np.divide(n_pred, n_true, out=np.zeros(num_classes), where=n_true > 0)
+    return {
+        "pl/precision": 100 * float(prec[n_pred > 0].mean()) if (n_pred > 0).any() else 0.0,
+        "pl/recall": 100 * float(rec[n_true > 0].mean()),
+        "pl/predicted_classes": int((n_pred > 0).sum()),
+        "pl/precision_k": [round(100 * v, 3) for v in prec],
+        "pl/recall_k": [round(100 * v, 3) for v in rec],
+        "pl/gain_k": [round(float(v), 4) for v in gain],
+    }
+
+
+def median_last(values: list[float], n: int) -> float:
+    """Median of the last ``n`` values (the paper's Med20 with n = 20)."""
+    return float(statistics.median(values[-n:])) if values else float("nan")

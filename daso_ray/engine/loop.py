@@ -1,0 +1,223 @@
+"""The only training loop (DESIGN.md): one iteration = algorithm step -> backward -> SGD -> EMA.
+
+``Trainer(cfg, run_dir, report).fit()`` trains for ``run.iterations`` iterations, evaluates the EMA
+model every ``run.eval_period`` iterations, saves a full checkpoint every ``run.checkpoint_period``
+and calls ``report(metrics, checkpoint_dir_or_None)`` once per evaluation. It never imports Ray: the
+Ray layer passes its own ``report``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from daso_ray.algorithms import Context, Nets, StepOut, build_algorithm
+from daso_ray.config import Config, to_dict
+from daso_ray.data.ffcv_io import atomic_write_text
+from daso_ray.data.module import TrainData
+from daso_ray.engine import checkpoint
+from daso_ray.engine.evaluate import confusion, median_last, metrics_from_confusion, pl_quality
+from daso_ray.engine.optim import make_optimizer, make_scheduler
+from daso_ray.errors import UserError
+from daso_ray.models import build_model
+from daso_ray.models.ema import EMA
+
+ReportFn = Callable[[dict, "str | None"], None]
+SCALAR_HISTORY = ("eval/top1", "valid/top1", "eval/balanced_acc", "eval/top1_la")
+
+
+class NonFiniteLoss(UserError):
+    """The loss became NaN/inf; the last good checkpoint is kept untouched."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("run.device: cuda requested but no CUDA device is visible — set run.device: cpu")
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
+                        ("cpu" if name == "auto" else name))
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run_dir: str | Path, report: ReportFn | None = None):
+        self.cfg, self.run_dir, self.report = cfg, Path(run_dir), report
+        self.device = resolve_device(cfg.run.device)
+        self.cuda = self.device.type == "cuda"
+        torch.manual_seed(cfg.run.seed)
+        self.data = TrainData(cfg.data, cfg.run.seed, self.device)
+        counts = torch.tensor(self.data.split.counts["labeled"], dtype=torch.long)
+        self.ctx = Context(self.data.num_classes, counts, cfg.run.iterations, self.device, cfg.run.seed)
+        self.algo = build_algorithm(cfg, self.ctx)
+        self.model = build_model(cfg.model, self.data.num_classes, self.algo.balanced_head).to(self.device)
+        if self.cuda and cfg.run.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.ema = EMA(self.model, cfg.model.ema_decay)
+        self.opt = make_optimizer(self.model, cfg.optim)
+        self.sched = make_scheduler(self.opt, cfg.optim, cfg.run.iterations)
+        online = torch.compile(self.model) if cfg.run.compile else self.model
+        self.nets = Nets(online, self.ema.module)
+        self.step, self.history = 0, []
+        self._window_reset()
+        labels = self.data.unlabeled_labels() if self.algo.uses_unlabeled else np.array([-1])
+        self.hidden_u = labels if (labels >= 0).any() else None  # diagnostics only (§9.4)
+
+    # -- checkpoint ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if self.cuda:
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {"step": self.step, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                "algorithm": self.algo.state_dict(), "data": self.data.state_dict(), "rng": rng,
+                "history": self.history, "config": json.dumps(to_dict(self.cfg))}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.algo.load_state_dict(state["algorithm"])
+        self.data.load_state_dict(state["data"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if self.cuda and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
+        self.step, self.history = int(state["step"]), list(state["history"])
+
+    def resume(self, path: str | Path) -> None:
+        self.load_state_dict(checkpoint.load(Path(path), self.device))
+        _truncate_jsonl(self.run_dir / "metrics.jsonl", self.step)
+
+    # -- training -----------------------------------------------------------------------------
+    def _autocast(self):
+        if self.cuda and self.cfg.run.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_step(self, batch: dict, t: int) -> StepOut:
+        """One iteration: loss from the algorithm, then backward, SGD step, LR step, EMA update."""
+        if self.cuda and self.cfg.run.channels_last:
+            batch = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
+                     for k, v in batch.items()}
+        with self._autocast():
+            out = self.algo.step(batch, t, self.nets)
+        if not self.cuda or t % 10 == 0:  # on CUDA a per-step check would sync every iteration
+            self._check_finite(out.loss, out.logs, t)
+        self.opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.opt.step()
+        self.sched.step()
+        self.ema.update(self.model, t)
+        return out
+
+    def _check_finite(self, loss: torch.Tensor, logs: dict, t: int) -> None:
+        if bool(torch.isfinite(loss.detach()).all()):
+            return
+        parts = ", ".join(f"{k}={float(v):.4g}" for k, v in logs.items() if v.numel() == 1)
+        last = checkpoint.latest(self.run_dir)
+        keep = f"the last good checkpoint {last} is kept" if last else "no checkpoint was written yet"
+        raise NonFiniteLoss(f"non-finite loss at iteration {t} ({parts}); {keep} — lower optim.lr "
+                            f"or check the data, then rerun (--resume {self.run_dir} to continue)")
+
+    def fit(self) -> dict:
+        cfg = self.cfg.run
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        labeled = self.data.labeled()
+        unlabeled = self.data.unlabeled(self.algo.strong_views) if self.algo.uses_unlabeled else None
+        tick = time.perf_counter()
+        for t in range(self.step, cfg.iterations):
+            batch = dict(next(labeled))
+            if unlabeled is not None:
+                ub = next(unlabeled)
+                batch.update({k: v for k, v in ub.items() if k != "idx"}, idx_u=ub["idx"])
+            out = self.train_step(batch, t)
+            self._observe(out, batch, t)
+            self.step = t + 1
+            if self.step % cfg.eval_period == 0 or self.step == cfg.iterations:
+                self._window["seconds"] += time.perf_counter() - tick
+                self._end_window()
+                tick = time.perf_counter()
+        return self._results()
+
+    # -- per-window bookkeeping ---------------------------------------------------------------
+    def _window_reset(self) -> None:
+        self._window = {"logs": {}, "n": 0, "images": 0, "seconds": 0.0, "idx": [], "pl": []}
+
+    def _observe(self, out: StepOut, batch: dict, t: int) -> None:
+        w = self._window
+        for k, v in out.logs.items():
+            w["logs"][k] = w["logs"].get(k, 0.0) + v.detach().float()
+        w["n"] += 1
+        w["images"] += sum(len(v) for k, v in batch.items() if k.startswith("x"))
+        if out.pl is not None and self.hidden_u is not None:
+            w["idx"].append(batch["idx_u"])
+            w["pl"].append(out.pl.detach())
+
+    def _end_window(self) -> None:
+        logs = self._window["logs"]
+        self._check_finite(torch.stack([v.cpu() for v in logs.values()] or [torch.zeros(())]), logs,
+                           self.step - 1)
+        metrics = {"step": self.step, **self.evaluate()}
+        w = self._window
+        metrics.update({k: float(v) / max(w["n"], 1) for k, v in w["logs"].items()})
+        metrics["perf/img_per_s"] = w["images"] / max(w["seconds"], 1e-9)
+        if w["pl"]:
+            idx = torch.cat(w["idx"]).cpu().numpy()
+            pred = torch.cat(w["pl"]).cpu().numpy()
+            metrics.update(pl_quality(self.hidden_u[idx], pred, self.ctx.num_classes))
+        self.history.append({k: metrics[k] for k in ("step", *SCALAR_HISTORY) if k in metrics})
+        for key in ("eval/top1", "valid/top1"):
+            if key in metrics:
+                vals = [h[key] for h in self.history if key in h]
+                # The metric name is the contract (DESIGN.md); the window is run.median_last.
+                metrics[f"{key}_median20"] = median_last(vals, self.cfg.run.median_last)
+        ckpt = None
+        if self.step % self.cfg.run.checkpoint_period == 0 or self.step == self.cfg.run.iterations:
+            ckpt = str(checkpoint.save(self.run_dir, self.step, self.state_dict()))
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        self.last_metrics = metrics
+        if self.report is not None:
+            self.report(metrics, ckpt)
+        self._window_reset()
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """EMA model in eval mode on the test set (``eval/*``) and validation set (``valid/*``)."""
+        ema, counts = self.nets.ema, self.ctx.labeled_counts.tolist()
+        ema.eval()
+        out = {}
+        for which, prefix in (("test", "eval"), ("valid", "valid")):
+            if which == "valid" and len(self.data.split.valid) == 0:
+                continue
+            with self._autocast():
+                conf, conf_la = confusion(lambda x: self.algo.predict(ema, x),
+                                          self.data.eval_batches(which), self.ctx.num_classes,
+                                          self.ctx.log_prior)
+            out.update(metrics_from_confusion(conf, counts, prefix))
+            out[f"{prefix}/top1_la"] = 100.0 * float(conf_la.trace()) / max(int(conf_la.sum()), 1)
+        return out
+
+    def _results(self) -> dict:
+        m = getattr(self, "last_metrics", {})
+        res = {"iterations": self.step, "final": m, "t_dist": self.cfg.resolved_t_dist(),
+               "split": str(self.data.split.path), "labeled_counts": self.data.split.counts,
+               "history": self.history, "config": to_dict(self.cfg)}
+        res["median_window"] = self.cfg.run.median_last
+        for key in ("eval/top1_median20", "valid/top1_median20", "eval/top1"):
+            if key in m:
+                res[key] = m[key]
+        atomic_write_text(self.run_dir / "results.json", json.dumps(res, indent=1))
+        return res
+
+
+def _truncate_jsonl(path: Path, step: int) -> None:
+    """Drop metric lines written after the checkpoint we resume from (they will be re-emitted)."""
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+    atomic_write_text(path, "".join(ln + "\n" for ln in keep))

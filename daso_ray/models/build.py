@@ -1,0 +1,33 @@
+"""Model factory from ``cfg.model`` (and the algorithm's need for a second, balanced head)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from daso_ray.config import ModelConfig
+
+WRN = {"wrn28_2": (28, 2), "wrn10_1": (10, 1), "wrn16_2": (16, 2)}
+
+
+def build_model(cfg: ModelConfig, num_classes: int, balanced_head: bool = False) -> nn.Module:
+    """A network with ``forward(x) -> (logits, z)``, ``features(x)``, ``fc`` and optional ``fc_bal``.
+
+    ``fc_bal`` is the second linear head of ACR/SeMi (peers.md §6), Xavier-initialised like ``fc``.
+    """
+    if cfg.arch in WRN:
+        from daso_ray.models.wrn import WideResNet
+
+        net = WideResNet(num_classes, *WRN[cfg.arch])
+    else:
+        from daso_ray.models.backbones import TorchvisionNet
+
+        net = TorchvisionNet(cfg.arch, num_classes, cfg.pretrained_path)
+    if balanced_head:
+        net.fc_bal = nn.Linear(net.feature_dim, num_classes)
+        nn.init.xavier_normal_(net.fc_bal.weight)
+        nn.init.zeros_(net.fc_bal.bias)
+    return net
+
+
+def feature_dim(net: nn.Module) -> int:
+    return net.feature_dim

@@ -1,0 +1,106 @@
+"""``python -m daso_ray.train CONFIG.yaml [--set key=value ...] [--seeds N] [--resume DIR]``
+
+Trains locally (no Ray) and writes, under ``run.out_dir`` (or ``--out``): ``config.yaml`` (the
+validated config), ``checkpoints/``, ``metrics.jsonl`` (one line per evaluation) and
+``results.json`` (final metrics, median-20, the config). With ``--seeds N`` seed i in 0..N-1 sets both
+``run.seed`` and ``data.seed_split`` (specs/daso.md §2.5) in ``<out>/seed_<i>/``, and
+``<out>/results.json`` holds mean ± std over the seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import yaml
+
+from daso_ray.config import Config, from_dict, load_config, to_dict
+from daso_ray.data.ffcv_io import atomic_write_text
+from daso_ray.errors import UserError, cli_entry
+
+SUMMARY_KEYS = ("eval/top1_median20", "valid/top1_median20", "eval/top1", "eval/balanced_acc",
+                "eval/gmean_recall", "eval/head_acc", "eval/medium_acc", "eval/tail_acc")
+
+
+def run_one(cfg: Config, out: Path, resume: Path | None = None, report=None) -> dict:
+    from daso_ray.engine.loop import Trainer
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    trainer = Trainer(cfg, out, report or _print_report(cfg))
+    if resume is not None:
+        trainer.resume(resume)
+        print(f"resumed {out} at iteration {trainer.step}")
+    return trainer.fit()
+
+
+def _print_report(cfg: Config):
+    def report(m: dict, ckpt: str | None) -> None:
+        extra = f"  ckpt {Path(ckpt).name}" if ckpt else ""
+        print(f"[{m['step']:>7d}/{cfg.run.iterations}] top1 {m['eval/top1']:.2f}  "
+              f"bal {m['eval/balanced_acc']:.2f}  tail {m['eval/tail_acc']:.2f}  "
+              f"loss_u {m.get('train/loss_u', 0):.3f}  mask {m.get('train/mask_ratio', 0):.2f}  "
+              f"{m['perf/img_per_s']:.0f} img/s{extra}", flush=True)
+    return report
+
+
+def summarize(results: list[dict]) -> dict:
+    """mean ± std (population std over seeds, as the paper's 3-run cells) for SUMMARY_KEYS."""
+    out = {}
+    for key in SUMMARY_KEYS:
+        vals = [r[key] if key in r else r["final"].get(key) for r in results]
+        vals = [v for v in vals if v is not None]
+        if vals:
+            out[key] = {"mean": statistics.fmean(vals), "std": statistics.pstdev(vals), "values": vals}
+    return out
+
+
+def _resume_config(run_dir: Path, overrides: list[str]) -> Config:
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise UserError(f"--resume: {saved} not found — pass the directory of an earlier run")
+    if overrides:
+        raise UserError("--resume continues an identical run; --set is not allowed with it")
+    return load_config(saved)
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m daso_ray.train", description=__doc__.split("\n")[0])
+    p.add_argument("config", nargs="?", help="YAML config (see configs/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--seeds", type=int, default=1, help="run seeds 0..N-1 (split and train seed)")
+    p.add_argument("--resume", type=Path, help="run directory to continue from its newest checkpoint")
+    p.add_argument("--out", type=Path, help="run directory (default: run.out_dir)")
+    args = p.parse_args(argv)
+    if args.resume is not None:
+        cfg = _resume_config(args.resume, args.overrides)
+        res = run_one(cfg, args.resume, resume=args.resume)
+        print(json.dumps({k: res[k] for k in SUMMARY_KEYS if k in res}))
+        return 0
+    if args.config is None:
+        p.error("CONFIG is required unless --resume is given")
+    if args.seeds < 1:
+        raise UserError("--seeds: must be >= 1")
+    cfg = load_config(args.config, args.overrides)
+    out = args.out or Path(cfg.run.out_dir)
+    if args.seeds == 1:
+        res = run_one(cfg, out)
+        print(json.dumps({k: res[k] for k in SUMMARY_KEYS if k in res}))
+        return 0
+    results = []
+    for seed in range(args.seeds):
+        raw = to_dict(cfg)
+        raw["run"]["seed"], raw["data"]["seed_split"] = seed, seed
+        results.append(run_one(from_dict(raw), out / f"seed_{seed}"))
+    summary = {"seeds": list(range(args.seeds)), "summary": summarize(results), "config": to_dict(cfg)}
+    atomic_write_text(out / "results.json", json.dumps(summary, indent=1))
+    for k, v in summary["summary"].items():
+        print(f"{k}: {v['mean']:.2f} ± {v['std']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
