@@ -204,7 +204,8 @@ class Trainer:
 
     def _results(self) -> dict:
         m = getattr(self, "last_metrics", {})
-        res = {"iterations": self.step, "final": m, "t_dist": self.cfg.resolved_t_dist(),
+        t_dist = self.cfg.resolved_t_dist() if self.cfg.algorithm.name == "daso" else None
+        res = {"iterations": self.step, "final": m, "t_dist": t_dist,
                "split": str(self.data.split.path), "labeled_counts": self.data.split.counts,
                "history": self.history, "config": to_dict(self.cfg)}
         res["median_window"] = self.cfg.run.median_last

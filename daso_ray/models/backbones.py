@@ -49,7 +49,11 @@ def load_backbone(net: nn.Module, path: str) -> None:
         raise UserError(f"model.pretrained_path: {p} is not a readable weights file ({exc})") from None
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = net.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatch: another architecture's weights
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise UserError(f"model.pretrained_path: {p} does not match {type(net).__name__}: {first}") from None
     missing = [k for k in missing if not k.startswith("fc.")]
     if missing or unexpected:
         raise UserError(f"model.pretrained_path: {p} does not match {type(net).__name__}: "
