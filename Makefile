@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: setup
 	$(BIN)/python -m daso_ray.prepare digits --out data/digits --force
-	$(BIN)/python -m daso_ray.smoke --root data/digits --iterations 300
+	$(BIN)/python -m daso_ray.train configs/digits_lt_daso.yaml
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -43,6 +43,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.loaders
+	$(BIN)/python -m benchmarks.step
 
 clean:
 	rm -rf $(VENV) data/digits .pytest_cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-COMMANDS = {"prepare": "daso_ray.prepare", "smoke": "daso_ray.smoke"}
+COMMANDS = {"prepare": "daso_ray.prepare", "train": "daso_ray.train"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,54 @@ def resolve_device(name: str) -> torch.device:
                         ("cpu" if name == "auto" else name))
 
 
+class Stepper:
+    """Model, EMA, optimizer, LR schedule and algorithm: one training iteration, no data or I/O.
+
+    The benchmark (benchmarks/step.py) times exactly this object.
+    """
+
+    def __init__(self, cfg: Config, ctx: Context):
+        self.cfg, self.ctx, self.device = cfg, ctx, ctx.device
+        self.cuda = self.device.type == "cuda"
+        self.algo = build_algorithm(cfg, ctx)
+        self.model = build_model(cfg.model, ctx.num_classes, self.algo.balanced_head).to(self.device)
+        if self.cuda and cfg.run.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.ema = EMA(self.model, cfg.model.ema_decay)
+        self.opt = make_optimizer(self.model, cfg.optim)
+        self.sched = make_scheduler(self.opt, cfg.optim, cfg.run.iterations)
+        online = torch.compile(self.model) if cfg.run.compile else self.model
+        self.nets = Nets(online, self.ema.module)
+
+    def autocast(self):
+        if self.cuda and self.cfg.run.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def train_step(self, batch: dict, t: int) -> StepOut:
+        """Loss from the algorithm, then backward, SGD step, LR step, EMA update (§6 steps 9–11)."""
+        if self.cuda and self.cfg.run.channels_last:
+            batch = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
+                     for k, v in batch.items()}
+        with self.autocast():
+            out = self.algo.step(batch, t, self.nets)
+        if not self.cuda or t % 10 == 0:  # on CUDA a per-step check would sync every iteration
+            check_finite(out.loss, out.logs, t)
+        self.opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.opt.step()
+        self.sched.step()
+        self.ema.update(self.model, t)
+        return out
+
+
+def check_finite(loss: torch.Tensor, logs: dict, t: int) -> None:
+    if bool(torch.isfinite(loss.detach()).all()):
+        return
+    parts = ", ".join(f"{k}={float(v):.4g}" for k, v in logs.items() if v.numel() == 1)
+    raise NonFiniteLoss(f"non-finite loss at iteration {t} ({parts})")
+
+
 class Trainer:
     def __init__(self, cfg: Config, run_dir: str | Path, report: ReportFn | None = None):
         self.cfg, self.run_dir, self.report = cfg, Path(run_dir), report
@@ -52,15 +100,10 @@ class Trainer:
         self.data = TrainData(cfg.data, cfg.run.seed, self.device)
         counts = torch.tensor(self.data.split.counts["labeled"], dtype=torch.long)
         self.ctx = Context(self.data.num_classes, counts, cfg.run.iterations, self.device, cfg.run.seed)
-        self.algo = build_algorithm(cfg, self.ctx)
-        self.model = build_model(cfg.model, self.data.num_classes, self.algo.balanced_head).to(self.device)
-        if self.cuda and cfg.run.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.ema = EMA(self.model, cfg.model.ema_decay)
-        self.opt = make_optimizer(self.model, cfg.optim)
-        self.sched = make_scheduler(self.opt, cfg.optim, cfg.run.iterations)
-        online = torch.compile(self.model) if cfg.run.compile else self.model
-        self.nets = Nets(online, self.ema.module)
+        self.stepper = Stepper(cfg, self.ctx)
+        st = self.stepper
+        self.algo, self.model, self.ema, self.opt, self.sched, self.nets = (
+            st.algo, st.model, st.ema, st.opt, st.sched, st.nets)
         self.step, self.history = 0, []
         self._window_reset()
         labels = self.data.unlabeled_labels() if self.algo.uses_unlabeled else np.array([-1])
@@ -93,35 +136,14 @@ class Trainer:
         _truncate_jsonl(self.run_dir / "metrics.jsonl", self.step)
 
     # -- training -----------------------------------------------------------------------------
-    def _autocast(self):
-        if self.cuda and self.cfg.run.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     def train_step(self, batch: dict, t: int) -> StepOut:
-        """One iteration: loss from the algorithm, then backward, SGD step, LR step, EMA update."""
-        if self.cuda and self.cfg.run.channels_last:
-            batch = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
-                     for k, v in batch.items()}
-        with self._autocast():
-            out = self.algo.step(batch, t, self.nets)
-        if not self.cuda or t % 10 == 0:  # on CUDA a per-step check would sync every iteration
-            self._check_finite(out.loss, out.logs, t)
-        self.opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        self.opt.step()
-        self.sched.step()
-        self.ema.update(self.model, t)
-        return out
-
-    def _check_finite(self, loss: torch.Tensor, logs: dict, t: int) -> None:
-        if bool(torch.isfinite(loss.detach()).all()):
-            return
-        parts = ", ".join(f"{k}={float(v):.4g}" for k, v in logs.items() if v.numel() == 1)
-        last = checkpoint.latest(self.run_dir)
-        keep = f"the last good checkpoint {last} is kept" if last else "no checkpoint was written yet"
-        raise NonFiniteLoss(f"non-finite loss at iteration {t} ({parts}); {keep} — lower optim.lr "
-                            f"or check the data, then rerun (--resume {self.run_dir} to continue)")
+        try:
+            return self.stepper.train_step(batch, t)
+        except NonFiniteLoss as err:
+            last = checkpoint.latest(self.run_dir)
+            keep = f"the last good checkpoint {last} is kept" if last else "no checkpoint was written yet"
+            raise NonFiniteLoss(f"{err}; {keep} — lower optim.lr or check the data, then rerun "
+                                f"(--resume {self.run_dir} continues from the checkpoint)") from None
 
     def fit(self) -> dict:
         cfg = self.cfg.run
@@ -159,8 +181,8 @@ class Trainer:
 
     def _end_window(self) -> None:
         logs = self._window["logs"]
-        self._check_finite(torch.stack([v.cpu() for v in logs.values()] or [torch.zeros(())]), logs,
-                           self.step - 1)
+        check_finite(torch.stack([v.cpu() for v in logs.values()] or [torch.zeros(())]), logs,
+                     self.step - 1)
         metrics = {"step": self.step, **self.evaluate()}
         w = self._window
         metrics.update({k: float(v) / max(w["n"], 1) for k, v in w["logs"].items()})
@@ -194,7 +216,7 @@ class Trainer:
         for which, prefix in (("test", "eval"), ("valid", "valid")):
             if which == "valid" and len(self.data.split.valid) == 0:
                 continue
-            with self._autocast():
+            with self.stepper.autocast():
                 conf, conf_la = confusion(lambda x: self.algo.predict(ema, x),
                                           self.data.eval_batches(which), self.ctx.num_classes,
                                           self.ctx.log_prior)
