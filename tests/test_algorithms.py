@@ -161,3 +161,22 @@ def test_other_algorithms_train_and_change_weights(digits_root, tmp_path, name):
     if name == "semi":
         assert bool(torch.isfinite(tr.algo.bank.conf).any())  # the bank filled
         assert "train/loss_ea" in tr.last_metrics
+
+
+def test_reference_train_bn_mode_touches_only_the_ema(digits_root, tmp_path):
+    """specs/daso.md §11 item 2: [C]'s train-mode queue forward rewrites the EMA BN buffers."""
+    daso = {"pretrain_iters": 100, "dist_update_period": 4}
+    ev = train(tiny_config(digits_root, "daso", tmp_path / "e", algorithm={"daso": daso}), tmp_path / "e")
+    ref = train(tiny_config(digits_root, "daso", tmp_path / "r",
+                            algorithm={"daso": {**daso, "ema_bn_mode": "reference_train"}}), tmp_path / "r")
+    assert same_tensors(ev.model.state_dict(), ref.model.state_dict()) == []
+    changed = same_tensors(ev.ema.state_dict(), ref.ema.state_dict())
+    assert changed and all("running" in k or "num_batches" in k for k in changed)
+
+
+def test_unbalanced_queue_capacity_and_online_encoder(digits_root, tmp_path):
+    cfg = tiny_config(digits_root, "daso", tmp_path, algorithm={"daso": {
+        "pretrain_iters": 4, "dist_update_period": 2, "balanced_queue": False, "queue_encoder": "online"}})
+    tr = train(cfg, tmp_path)
+    assert tr.algo.queue.capacity.tolist() == [5 * n for n in tr.data.split.counts["labeled"]]
+    assert int(tr.algo.queue.count.sum()) == min(8 * 8, int(tr.algo.queue.capacity.sum()))
