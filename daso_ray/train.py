@@ -25,8 +25,16 @@ SUMMARY_KEYS = ("eval/top1_median20", "valid/top1_median20", "eval/top1", "eval/
 
 
 def run_one(cfg: Config, out: Path, resume: Path | None = None, report=None) -> dict:
+    from daso_ray.engine import checkpoint
     from daso_ray.engine.loop import Trainer
 
+    if resume is None and (checkpoint.latest(out) or (out / "results.json").is_file()):
+        # Never overwrite a finished run or its checkpoints.
+        raise UserError(f"{out} already holds a run — continue it with --resume {out}, or pass "
+                        "another --out / run.out_dir")
+    if resume is not None and cfg.data.loader == "ffcv":
+        print("note: FFCV stream positions are not checkpointed; the resumed run sees other batches "
+              "than an uninterrupted one (data.loader: torch resumes bit-identically)")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
     trainer = Trainer(cfg, out, report or _print_report(cfg))

@@ -132,6 +132,9 @@ def test_train_cli_digits_daso_200_iterations(digits_root, tmp_path):
     assert len(res["history"]) == 2 and "eval/top1_median20" in res
     assert (out / "config.yaml").is_file() and checkpoint.latest(out).name == "step_00000200"
     assert "pl/precision_k" in json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert again.returncode == 2 and "already holds a run — continue it with --resume" in again.stderr
+    assert json.loads((out / "results.json").read_text()) == res  # the finished run is untouched
 
 
 def test_train_cli_errors(tmp_path, capsys):
