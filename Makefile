@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: setup
 	$(BIN)/python -m daso_ray.prepare digits --out data/digits --force
-	$(BIN)/python -m daso_ray.train configs/digits_lt_daso.yaml
+	$(BIN)/python -m daso_ray.train configs/digits_lt_daso.yaml --out runs/demo/$$(date +%Y%m%d-%H%M%S)
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -2,7 +2,7 @@
 
 Runs ``python -m daso_ray.train configs/digits_lt_<algo>.yaml --seeds N`` for every cell (one fresh
 process each), prints mean ± std of the test top-1 median (= balanced accuracy: the test set is
-class-balanced) and writes ``benchmarks/results/digits_table.json``.
+class-balanced) and writes ``benchmarks/results/<out folder name>.json``. Finished cells are reused.
 
     python -m benchmarks.digits_table --seeds 3 --out runs/digits_table
 """
@@ -53,7 +53,8 @@ def main() -> int:
         print(f"{algo:10s}{cells}{sum(means) / len(means):>10.2f}")
     res = Path("benchmarks/results")
     res.mkdir(parents=True, exist_ok=True)
-    (res / "digits_table.json").write_text(json.dumps({"seeds": args.seeds, "table": table}, indent=1))
+    (res / f"{args.out.name}.json").write_text(
+        json.dumps({"seeds": args.seeds, "overrides": args.extra, "table": table}, indent=1))
     return 0
 
 
