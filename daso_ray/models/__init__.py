@@ -1,5 +1,5 @@
 """Networks returning ``(logits [n, K], feature [n, D])`` and the EMA teacher."""
 
-from daso_ray.models.build import build_model, feature_dim
+from daso_ray.models.build import build_model
 
-__all__ = ["build_model", "feature_dim"]
+__all__ = ["build_model"]

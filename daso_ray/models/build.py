@@ -28,6 +28,3 @@ def build_model(cfg: ModelConfig, num_classes: int, balanced_head: bool = False)
         nn.init.zeros_(net.fc_bal.bias)
     return net
 
-
-def feature_dim(net: nn.Module) -> int:
-    return net.feature_dim
