@@ -133,6 +133,7 @@ class RunConfig(Strict):
     amp: bool = True  # bf16 autocast, CUDA only
     channels_last: bool = True  # CUDA only
     compile: bool = False
+    sync_bn: bool = True  # SyncBatchNorm across data-parallel ranks on CUDA (specs/daso.md §6.1)
     out_dir: str = "runs/default"
 
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from daso_ray.config import Config
+from daso_ray.dist import LOCAL, Collective
 
 REGISTRY: dict[str, type[Algorithm]] = {}
 
@@ -34,6 +35,7 @@ class Context:
     iterations: int  # T_max
     device: torch.device
     seed: int = 0
+    dist: Collective = LOCAL  # data-parallel collectives; identities in a single process (§6.1)
 
     @property
     def log_prior(self) -> torch.Tensor:

@@ -30,7 +30,8 @@ class DASO(FixMatch):
                else (5 * ctx.labeled_counts).clamp_min(1))
         self.queue: FeatureQueue | None = None  # built at the first push (D from the backbone)
         self._cap = cap
-        self.dist = PLDistribution(k, d.dist_update_period, ctx.iterations, ctx.device)
+        self.dist = PLDistribution(k, d.dist_update_period, ctx.iterations, ctx.device,
+                                   reduce=ctx.dist.all_sum)
         self._q_w: torch.Tensor | None = None
 
     def _new_queue(self, dim: int) -> FeatureQueue:
@@ -58,6 +59,8 @@ class DASO(FixMatch):
         self._push(feats, batch["y"])
 
     def _push(self, feats, labels):
+        # §6.1: every rank enqueues the gathered batch in rank order, so queues stay identical.
+        feats, labels = self.ctx.dist.all_gather(feats), self.ctx.dist.all_gather(labels)
         if self.queue is None:
             self.queue = self._new_queue(feats.shape[1])
         self.queue.push(feats.float(), labels)

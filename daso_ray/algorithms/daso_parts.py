@@ -75,8 +75,9 @@ def semantic_pl(z: torch.Tensor, protos: torch.Tensor, t_proto: float) -> torch.
 class PLDistribution:
     """h (the last refreshed window) and the running window counts, both long [K] (§5.5)."""
 
-    def __init__(self, num_classes: int, period: int, iterations: int, device):
+    def __init__(self, num_classes: int, period: int, iterations: int, device, reduce=None):
         self.period, self.iterations = period, iterations
+        self.reduce = reduce or (lambda t: t)  # all-reduce (sum) over data-parallel ranks, §6.1
         self.hist = torch.zeros(num_classes, dtype=torch.long, device=device)
         self.window = torch.zeros(num_classes, dtype=torch.long, device=device)
 
@@ -87,7 +88,7 @@ class PLDistribution:
         """
         self.window += torch.bincount(pred, minlength=len(self.window))
         if (t + 1) % self.period == 0 and t + 1 < self.iterations:
-            self.hist = self.window.clone()
+            self.hist = self.reduce(self.window).clone()  # the window of the GLOBAL batch (§6.1)
             self.window.zero_()
 
     def upsilon(self, t_dist: float) -> torch.Tensor:

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from daso_ray.algorithms import Context, Nets, StepOut, build_algorithm
 from daso_ray.config import Config, to_dict
 from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.data.module import TrainData
+from daso_ray.dist import LOCAL, Collective
 from daso_ray.engine import checkpoint
 from daso_ray.engine.evaluate import confusion, median_last, metrics_from_confusion, pl_quality
 from daso_ray.engine.optim import make_optimizer, make_scheduler
@@ -56,6 +58,10 @@ class Stepper:
         self.model = build_model(cfg.model, ctx.num_classes, self.algo.balanced_head).to(self.device)
         if self.cuda and cfg.run.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if self.cuda and ctx.dist.active and cfg.run.sync_bn:
+            # §6.1: BN statistics over the global batch, as on one device.
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        ctx.dist.broadcast([*self.model.parameters(), *self.model.buffers()])
         self.ema = EMA(self.model, cfg.model.ema_decay)
         self.opt = make_optimizer(self.model, cfg.optim)
         self.sched = make_scheduler(self.opt, cfg.optim, cfg.run.iterations)
@@ -78,8 +84,11 @@ class Stepper:
             check_finite(out.loss, out.logs, t)
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
+        self.ctx.dist.average_gradients(self.model)
         self.opt.step()
         self.sched.step()
+        if not (self.cuda and self.cfg.run.sync_bn):
+            self.ctx.dist.broadcast(self.model.buffers())
         self.ema.update(self.model, t)
         return out
 
@@ -92,14 +101,25 @@ def check_finite(loss: torch.Tensor, logs: dict, t: int) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, run_dir: str | Path, report: ReportFn | None = None):
-        self.cfg, self.run_dir, self.report = cfg, Path(run_dir), report
-        self.device = resolve_device(cfg.run.device)
+    """The loop around a :class:`Stepper`: data streams, evaluation, checkpoints, reports.
+
+    With ``dist`` (W data-parallel ranks, §6.1) each rank draws its share of the global batch,
+    gradients are averaged, evaluation confusion matrices are summed over ranks and only rank 0
+    writes files or hands a checkpoint to ``report`` — which every rank still calls.
+    """
+
+    def __init__(self, cfg: Config, run_dir: str | Path, report: ReportFn | None = None,
+                 dist: Collective = LOCAL, device: torch.device | None = None):
+        self.cfg, self.run_dir, self.report, self.dist = cfg, Path(run_dir), report, dist
+        self.device = device or resolve_device(cfg.run.device)
         self.cuda = self.device.type == "cuda"
+        self.main = dist.rank == 0
         torch.manual_seed(cfg.run.seed)
-        self.data = TrainData(cfg.data, cfg.run.seed, self.device)
+        self.data = TrainData(cfg.data, cfg.run.seed, self.device, dist.rank, dist.world,
+                              distributed=dist.active)
         counts = torch.tensor(self.data.split.counts["labeled"], dtype=torch.long)
-        self.ctx = Context(self.data.num_classes, counts, cfg.run.iterations, self.device, cfg.run.seed)
+        self.ctx = Context(self.data.num_classes, counts, cfg.run.iterations, self.device, cfg.run.seed,
+                           dist)
         self.stepper = Stepper(cfg, self.ctx)
         st = self.stepper
         self.algo, self.model, self.ema, self.opt, self.sched, self.nets = (
@@ -111,13 +131,16 @@ class Trainer:
 
     # -- checkpoint ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """Everything that changes a result. Per-rank parts (data positions, augmentation and
+        torch RNG) are gathered in rank order so a W-rank run resumes each rank exactly."""
         rng = {"torch": torch.get_rng_state()}
         if self.cuda:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        ranks = self.dist.all_objects({"data": self.data.state_dict(), "rng": rng})
         return {"step": self.step, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
                 "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                "algorithm": self.algo.state_dict(), "data": self.data.state_dict(), "rng": rng,
-                "history": self.history, "config": json.dumps(to_dict(self.cfg))}
+                "algorithm": self.algo.state_dict(), "data": ranks[0]["data"], "rng": rng,
+                "ranks": ranks[1:], "history": self.history, "config": json.dumps(to_dict(self.cfg))}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -125,10 +148,11 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         self.algo.load_state_dict(state["algorithm"])
-        self.data.load_state_dict(state["data"])
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        if self.cuda and "cuda" in state["rng"]:
-            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
+        mine = state if self.dist.rank == 0 else state["ranks"][self.dist.rank - 1]
+        self.data.load_state_dict(mine["data"])
+        torch.set_rng_state(mine["rng"]["torch"].cpu())
+        if self.cuda and "cuda" in mine["rng"]:
+            torch.cuda.set_rng_state(mine["rng"]["cuda"].cpu(), self.device)
         self.step, self.history = int(state["step"]), list(state["history"])
 
     def resume(self, path: str | Path) -> None:
@@ -146,12 +170,22 @@ class Trainer:
                                 f"(--resume {self.run_dir} continues from the checkpoint)") from None
 
     def fit(self) -> dict:
+        """Train to ``run.iterations``; write and return ``results.json``'s content."""
+        self.advance(self.cfg.run.iterations)
+        return self._results()
+
+    def advance(self, until: int) -> None:
+        """Train up to iteration ``until`` (a multiple of ``run.eval_period`` or the end), so
+        several trainers can run in lockstep (one Tune trial over several scenarios)."""
         cfg = self.cfg.run
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        labeled = self.data.labeled()
-        unlabeled = self.data.unlabeled(self.algo.strong_views) if self.algo.uses_unlabeled else None
+        if not hasattr(self, "_streams"):
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            labeled = self.data.labeled()
+            uses_u = self.algo.uses_unlabeled
+            self._streams = (labeled, self.data.unlabeled(self.algo.strong_views) if uses_u else None)
+        labeled, unlabeled = self._streams
         tick = time.perf_counter()
-        for t in range(self.step, cfg.iterations):
+        for t in range(self.step, min(until, cfg.iterations)):
             batch = dict(next(labeled))
             if unlabeled is not None:
                 ub = next(unlabeled)
@@ -163,7 +197,6 @@ class Trainer:
                 self._window["seconds"] += time.perf_counter() - tick
                 self._end_window()
                 tick = time.perf_counter()
-        return self._results()
 
     # -- per-window bookkeeping ---------------------------------------------------------------
     def _window_reset(self) -> None:
@@ -185,7 +218,10 @@ class Trainer:
                      self.step - 1)
         metrics = {"step": self.step, **self.evaluate()}
         w = self._window
-        metrics.update({k: float(v) / max(w["n"], 1) for k, v in w["logs"].items()})
+        if logs:  # training logs as the mean over ranks (identity on one rank)
+            mean = self.dist.all_sum(torch.stack([v.float() for v in logs.values()])) / self.dist.world
+            n = max(w["n"], 1)
+            metrics.update({k: v / n for k, v in zip(logs, mean.tolist(), strict=True)})
         metrics["perf/img_per_s"] = w["images"] / max(w["seconds"], 1e-9)
         if w["pl"]:
             idx = torch.cat(w["idx"]).cpu().numpy()
@@ -199,9 +235,12 @@ class Trainer:
                 metrics[f"{key}_median20"] = median_last(vals, self.cfg.run.median_last)
         ckpt = None
         if self.step % self.cfg.run.checkpoint_period == 0 or self.step == self.cfg.run.iterations:
-            ckpt = str(checkpoint.save(self.run_dir, self.step, self.state_dict()))
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(metrics) + "\n")
+            state = self.state_dict()  # a collective: every rank takes part
+            if self.main:
+                ckpt = str(checkpoint.save(self.run_dir, self.step, state))
+        if self.main:
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(metrics) + "\n")
         self.last_metrics = metrics
         if self.report is not None:
             self.report(metrics, ckpt)
@@ -216,10 +255,13 @@ class Trainer:
         for which, prefix in (("test", "eval"), ("valid", "valid")):
             if which == "valid" and len(self.data.split.valid) == 0:
                 continue
+            # Each rank scores every W-th batch; the confusion matrices are summed over ranks.
+            mine = (b for i, b in enumerate(self.data.eval_batches(which))
+                    if i % self.dist.world == self.dist.rank)
             with self.stepper.autocast():
-                conf, conf_la = confusion(lambda x: self.algo.predict(ema, x),
-                                          self.data.eval_batches(which), self.ctx.num_classes,
-                                          self.ctx.log_prior)
+                conf, conf_la = confusion(lambda x: self.algo.predict(ema, x), mine,
+                                          self.ctx.num_classes, self.ctx.log_prior)
+            conf, conf_la = self.dist.all_sum(conf), self.dist.all_sum(conf_la)
             out.update(metrics_from_confusion(conf, counts, prefix))
             out[f"{prefix}/top1_la"] = 100.0 * float(conf_la.trace()) / max(int(conf_la.sum()), 1)
         return out
@@ -234,7 +276,8 @@ class Trainer:
         for key in ("eval/top1_median20", "valid/top1_median20", "eval/top1"):
             if key in m:
                 res[key] = m[key]
-        atomic_write_text(self.run_dir / "results.json", json.dumps(res, indent=1))
+        if self.main:
+            atomic_write_text(self.run_dir / "results.json", json.dumps(res, indent=1))
         return res
 
 
