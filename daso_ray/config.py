@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -177,32 +178,43 @@ class Config(Strict):
 
 
 def _field_names(model: type[BaseModel], path: tuple) -> list[str]:
-    """Allowed keys of the section found by walking ``path`` from the root model."""
+    """Allowed keys of the section found by walking ``path`` from the root model (through dict
+    values and list items of models, e.g. ``params.<name>`` or ``scenarios.0``)."""
+    node: Any = model
     for part in path:
-        field = model.model_fields.get(str(part))
-        ann = getattr(field, "annotation", None)
-        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
-            return []
-        model = ann
-    return list(model.model_fields)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(str(part))
+            if field is None:
+                return []
+            node = field.annotation
+        else:  # a dict value or a list item: step into the element type
+            args = [a for a in get_args(node) if a is not type(None)]
+            node = next((a for a in reversed(args) if isinstance(a, type)), None)
+        args = [a for a in get_args(node) if a is not type(None)]
+        if len(args) == 1 and get_origin(node) in (Union, UnionType):  # Optional[Model]
+            node = args[0]
+    return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
 
 
-def _describe(err: dict[str, Any]) -> str:
+def describe_error(err: dict[str, Any], root: type[BaseModel]) -> str:
+    """One line for one pydantic error, naming the dotted key (and a close match for typos)."""
     path = tuple(p for p in err["loc"] if not str(p).startswith("function-after"))
     key = ".".join(str(p) for p in path)
     if err["type"] == "extra_forbidden":
-        allowed = _field_names(Config, path[:-1])
+        allowed = _field_names(root, path[:-1])
         close = difflib.get_close_matches(str(path[-1]), allowed, n=1, cutoff=0.6)
         hint = f"did you mean '{'.'.join([*map(str, path[:-1]), close[0]])}'?" if close else (
             f"allowed keys here: {', '.join(allowed)}"
         )
-        return f"unknown config key '{key}' — {hint}"
+        return f"unknown key '{key}' — {hint}"
     msg = err["msg"].removeprefix("Value error, ")
     if msg.startswith(f"{key}:") or (not key and ":" in msg):
         return msg
     got = err.get("input")
     shown = "" if isinstance(got, dict) else f" (got {got!r})"
-    return f"config key '{key}': {msg}{shown}"
+    if err["type"] == "value_error" and key:
+        return f"{key}.{msg}" if ":" in msg.split(" ")[0] else f"{key}: {msg}"
+    return f"key '{key}': {msg}{shown}"
 
 
 def validate(raw: dict[str, Any], source: str = "config") -> Config:
@@ -212,7 +224,7 @@ def validate(raw: dict[str, Any], source: str = "config") -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{source}: {_describe(e)}" for e in exc.errors()]
+        lines = [f"{source}: {describe_error(e, Config)}" for e in exc.errors()]
         raise UserError("\n".join(lines)) from None
 
 

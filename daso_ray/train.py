@@ -82,7 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=1, help="run seeds 0..N-1 (split and train seed)")
     p.add_argument("--resume", type=Path, help="run directory to continue from its newest checkpoint")
     p.add_argument("--out", type=Path, help="run directory (default: run.out_dir)")
+    p.add_argument("--workers", type=int, help="train on Ray Train with N DDP workers per seed")
+    p.add_argument("--gpu", action="store_true", help="with --workers: one GPU per worker (NCCL)")
+    p.add_argument("--address", help="with --workers: Ray cluster (default: RAY_ADDRESS or local)")
     args = p.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        raise UserError("--workers: must be >= 1")
+    if args.workers is None and (args.gpu or args.address):
+        raise UserError("--gpu/--address: only with --workers N (Ray Train)")
     if args.resume is not None:
         cfg = _resume_config(args.resume, args.overrides)
         res = run_one(cfg, args.resume, resume=args.resume)
@@ -94,19 +101,40 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError("--seeds: must be >= 1")
     cfg = load_config(args.config, args.overrides)
     out = args.out or Path(cfg.run.out_dir)
+    if args.workers is not None:
+        return _train_on_ray(cfg, out, args)
     if args.seeds == 1:
         res = run_one(cfg, out)
         print(json.dumps({k: res[k] for k in SUMMARY_KEYS if k in res}))
         return 0
-    results = []
-    for seed in range(args.seeds):
-        raw = to_dict(cfg)
-        raw["run"]["seed"], raw["data"]["seed_split"] = seed, seed
-        results.append(run_one(from_dict(raw), out / f"seed_{seed}"))
-    summary = {"seeds": list(range(args.seeds)), "summary": summarize(results), "config": to_dict(cfg)}
+    results = [run_one(seeded(cfg, seed), out / f"seed_{seed}") for seed in range(args.seeds)]
+    write_summary(out, cfg, results)
+    return 0
+
+
+def seeded(cfg: Config, seed: int) -> Config:
+    raw = to_dict(cfg)
+    raw["run"]["seed"], raw["data"]["seed_split"] = seed, seed
+    return from_dict(raw)
+
+
+def write_summary(out: Path, cfg: Config, results: list[dict]) -> None:
+    summary = {"seeds": list(range(len(results))), "summary": summarize(results),
+               "config": to_dict(cfg)}
     atomic_write_text(out / "results.json", json.dumps(summary, indent=1))
     for k, v in summary["summary"].items():
         print(f"{k}: {v['mean']:.2f} ± {v['std']:.2f}")
+
+
+def _train_on_ray(cfg: Config, out: Path, args) -> int:
+    """Each seed is one Ray Train run of ``--workers`` DDP workers (gloo on CPU, NCCL on GPU)."""
+    from daso_ray.ray_jobs.final import train_seeds
+
+    if (out / "results.json").is_file():
+        raise UserError(f"{out} already holds a run — pass another --out")
+    results = train_seeds([seeded(cfg, s) for s in range(args.seeds)], out, args.workers, args.gpu,
+                          args.address)
+    write_summary(out, cfg, results)
     return 0
 
 

@@ -1,0 +1,81 @@
+"""``python -m daso_ray.export RUN_DIR --out DIR [--top-k K]``
+
+Writes the best finished trial of each study of a search run as a complete, runnable training
+config: ``<DIR>/<name>__<scenario>.yaml`` (``__top<i>`` for the i-th best with ``--top-k``). A
+``robust`` winner is written once per scenario, with the same parameters. Each file starts with a
+provenance header (trial id, metric and value, search-file checksum, package version) and trains
+``final_iterations`` (or the base config's ``run.iterations``). Needs no Ray: it reads the run dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from daso_ray import __version__
+from daso_ray.config import to_dict
+from daso_ray.data.ffcv_io import atomic_write_text
+from daso_ray.errors import UserError, cli_entry
+from daso_ray.leaderboard import leaderboard, read_meta
+from daso_ray.ray_jobs.space import SearchSpec, compose
+
+
+def export(run_dir: Path, out: Path, top_k: int = 1) -> list[Path]:
+    """Write the configs; returns their paths. Nothing is written unless every one can be."""
+    if not Path(run_dir).is_dir():
+        raise UserError(f"{run_dir}: no such run directory — pass <storage>/<name> of a search")
+    meta = read_meta(run_dir)
+    spec, base = SearchSpec.model_validate(meta["spec"]), meta["base"]
+    board = leaderboard(run_dir)
+    if not any(b["finished"] for b in board.values()):
+        raise UserError(f"{run_dir}: no finished trial yet (none reached {meta['iterations']} "
+                        "iterations) — let the search run, or continue it with --resume")
+    iterations = spec.final_iterations or int(base.get("run", {}).get("iterations", 250_000))
+    files: dict[Path, str] = {}
+    for study, b in board.items():
+        scenarios = spec.scenarios if study == "robust" else [s for s in spec.scenarios
+                                                              if s.name == study]
+        for rank, trial in enumerate(b["finished"][:top_k], start=1):
+            for scn in scenarios:
+                cfg = to_dict(compose(spec, base, trial["params"], scn, seed=0, iterations=iterations))
+                stem = f"{spec.name}__{scn.name}" + ("__robust" if study == "robust" else "")
+                stem += f"__top{rank}" if rank > 1 else ""
+                cfg["run"]["out_dir"] = f"runs/final/{stem}"
+                files[Path(out) / f"{stem}.yaml"] = _header(meta, study, trial) + yaml.safe_dump(
+                    cfg, sort_keys=False)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    for path, text in files.items():
+        atomic_write_text(path, text)
+    return list(files)
+
+
+def _header(meta: dict, study: str, trial: dict) -> str:
+    obj = meta["objective"]
+    value = trial["last"].get("objective")
+    lines = [f"exported by daso_ray {__version__} from search '{meta['name']}', study '{study}'",
+             f"trial {trial['trial_id']}: {obj['metric']} ({obj['type']}, {obj.get('aggregate')}) = "
+             f"{value:.4f} after {trial['step']} iterations",
+             f"search file {meta['source']} sha256 {meta['sha256']}",
+             "params: " + ", ".join(f"{k}={v}" for k, v in sorted(trial["params"].items())),
+             "train: python -m daso_ray.train THIS_FILE --seeds 3"]
+    return "".join(f"# {ln}\n" for ln in lines)
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m daso_ray.export", description=__doc__.split("\n")[2])
+    p.add_argument("run_dir", type=Path, help="a search run: <storage>/<name>")
+    p.add_argument("--out", type=Path, required=True, help="folder for the YAML configs")
+    p.add_argument("--top-k", type=int, default=1, help="export the K best finished trials per study")
+    args = p.parse_args(argv)
+    if args.top_k < 1:
+        raise UserError("--top-k: must be >= 1")
+    for path in export(args.run_dir, args.out, args.top_k):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""Read a search run directory without Ray: trials, finished trials, the per-study leaderboard.
+
+Layout written by ``python -m daso_ray.search`` under ``<storage>/<name>/``::
+
+    search.yaml      the search file as run       search.json   checksum, version, studies, budget
+    optuna.db        the Optuna storage (sqlite)   <study>/       Tune's experiment directory, one
+                                                                  ``<trial>/result.json`` per trial
+
+A study is a scenario (``objective.type: per_scenario``) or ``robust``. A trial is *finished* when
+it reached the trial budget (``step == iterations``); ASHA-stopped trials are ranked separately —
+their objective is a low-fidelity value (platform.md §3.6).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from daso_ray.errors import UserError
+
+
+def read_meta(run_dir: Path) -> dict:
+    meta = Path(run_dir) / "search.json"
+    if not meta.is_file():
+        raise UserError(f"{run_dir}: not a search run directory (no search.json) — pass "
+                        "<storage>/<name> of a `python -m daso_ray.search` run")
+    return json.loads(meta.read_text())
+
+
+def read_trials(study_dir: Path) -> list[dict]:
+    """One record per Tune trial: id, params, last reported metrics, (step, objective) curve."""
+    out = []
+    for res in sorted(Path(study_dir).glob("*/result.json")):
+        lines = [json.loads(ln) for ln in res.read_text().splitlines() if ln.strip()]
+        if not lines:
+            continue
+        params_file = res.parent / "params.json"
+        params = json.loads(params_file.read_text()) if params_file.is_file() else {}
+        curve = {int(r["step"]): r.get("objective") for r in lines if "step" in r}
+        out.append({"trial_id": lines[-1].get("trial_id", res.parent.name), "dir": str(res.parent),
+                    "params": params, "step": max(curve) if curve else 0,
+                    "last": lines[-1], "curve": sorted(curve.items())})
+    return out
+
+
+def ranked(trials: list[dict], iterations: int, mode: str = "max") -> tuple[list[dict], list[dict]]:
+    """(finished trials best first, stopped-early trials best first) by ``objective``."""
+    def key(t):
+        v = t["last"].get("objective")
+        v = v if isinstance(v, int | float) and math.isfinite(v) else -math.inf
+        return -v if mode == "max" else v if v != -math.inf else math.inf
+
+    done = sorted((t for t in trials if t["step"] >= iterations), key=key)
+    early = sorted((t for t in trials if t["step"] < iterations), key=key)
+    return done, early
+
+
+def leaderboard(run_dir: Path) -> dict[str, dict]:
+    """{study: {"finished": [...], "stopped": [...]}} for every study of a run."""
+    meta = read_meta(run_dir)
+    board = {}
+    for study in meta["studies"]:
+        trials = read_trials(Path(run_dir) / study)
+        done, early = ranked(trials, meta["iterations"], meta["objective"]["mode"])
+        board[study] = {"finished": done, "stopped": early}
+    return board
+
+
+def format_board(board: dict, meta: dict, top: int = 5) -> str:
+    lines = [f"leaderboard: objective = {meta['objective']['metric']} "
+             f"({meta['objective']['type']}, {meta['objective']['mode']})"]
+    for study, b in board.items():
+        n_done, n_stop = len(b["finished"]), len(b["stopped"])
+        lines.append(f"\n[{study}] {n_done} finished, {n_stop} stopped early by ASHA")
+        for i, t in enumerate(b["finished"][:top], start=1):
+            params = "  ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in sorted(t["params"].items()))
+            lines.append(f"  {i}. {_fmt(t['last'].get('objective'))}  {t['trial_id']}  {params}")
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1e-2 or abs(v) >= 1e4 else f"{v:.2f}" if abs(v) >= 1 else f"{v:.3f}"
+    return str(v)

@@ -1,0 +1,38 @@
+"""Joining a Ray cluster, or starting a local one that is safe by default.
+
+- ``--address`` / ``RAY_ADDRESS`` (``auto`` inside ``ray job submit``): join that cluster. Token
+  auth stays on: a cluster started with a token needs ``RAY_AUTH_MODE=token`` on clients
+  (platform.md §3.9), which we set unless the user chose otherwise.
+- Otherwise start a local cluster with the dashboard on 127.0.0.1. The dashboard must run: Ray
+  Train's placement-group cleaner talks to its State API (platform.md §3.4).
+"""
+
+from __future__ import annotations
+
+import os
+
+import ray
+
+# Short evaluation windows report often; Train's default 2 s poll would dominate (platform.md §3.5).
+# Trials keep the job's working directory (relative data paths resolve the same on every node);
+# each trial writes under tune.get_context().get_trial_dir() instead.
+TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+             "RAY_CHDIR_TO_TRIAL_DIR": "0"}
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> str | None:
+    """``ray.init`` for a driver; returns the dashboard URL (None if the cluster has none)."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table honours metric_columns
+    for k, v in TRAIN_ENV.items():
+        os.environ.setdefault(k, v)
+    address = address or os.environ.get("RAY_ADDRESS")
+    runtime_env = {"env_vars": {k: os.environ[k] for k in TRAIN_ENV}}
+    if address:
+        if address != "auto" and ":" in address:
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
+        ctx = ray.init(address=address, runtime_env=runtime_env)
+    else:
+        ctx = ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+                       runtime_env=runtime_env)
+    url = ctx.dashboard_url
+    return f"http://{url}" if url and not url.startswith("http") else url

@@ -1,0 +1,125 @@
+"""Trial drivers: what one Tune trial runs (DESIGN.md principle 8).
+
+- :func:`single_trial` (``resources.mode: single``): one process. It trains every (scenario, seed)
+  of the trial in lockstep, one evaluation window at a time, and reports the aggregated objective
+  after each window, so ASHA can compare trials at equal iterations (``time_attr: step``).
+- :func:`ddp_trial` (``resources.mode: ddp``): the Tune function acts as the Ray Train driver and
+  runs a ``TorchTrainer`` of ``resources.workers`` workers (platform.md §3.1 Train-in-Tune pattern).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+from ray import tune
+
+from daso_ray.config import to_dict
+from daso_ray.engine.loop import Trainer
+from daso_ray.ray_jobs.space import Scenario, SearchSpec, compose
+
+# Scalars forwarded to Tune per scenario (the rest stays in each run's metrics.jsonl).
+TUNE_KEYS = ("eval/top1", "eval/top1_median20", "valid/top1", "valid/top1_median20",
+             "eval/balanced_acc", "eval/gmean_recall", "eval/head_acc", "eval/medium_acc",
+             "eval/tail_acc", "train/loss", "train/mask_ratio", "perf/img_per_s")
+
+
+def aggregate(spec: SearchSpec, per_run: dict[tuple[str, int], dict], step: int) -> dict:
+    """Tune metrics from each (scenario, seed)'s latest metrics: ``<scenario>/<key>`` (mean over
+    seeds), ``objective`` (and ``objective_i`` for extra objectives) over scenarios."""
+    out: dict = {"step": step}
+    scenarios = sorted({s for s, _ in per_run})
+    for scn in scenarios:
+        runs = [m for (s, _), m in per_run.items() if s == scn]
+        for key in {k for m in runs for k in m if k in TUNE_KEYS or k.startswith("train/loss")}:
+            vals = [m[key] for m in runs if key in m]
+            out[f"{scn}/{key}"] = statistics.fmean(vals)
+    targets = [(spec.objective.metric, spec.objective.mode)]
+    targets += [(e.metric, e.mode) for e in spec.objective.extra]
+    for i, (metric, mode) in enumerate(targets):
+        vals = [out.get(f"{scn}/{metric}", float("nan")) for scn in scenarios]
+        worst = min if mode == "max" else max
+        agg = worst(vals) if spec.objective.aggregate == "worst" else statistics.fmean(vals)
+        out["objective" if i == 0 else f"objective_{i}"] = agg
+    return out
+
+
+def single_trial(config: dict, spec: SearchSpec, base: dict, scenarios: list[Scenario]) -> None:
+    """Tune function trainable; ``config`` holds the sampled parameters by config path."""
+    torch.set_num_threads(max(1, int(spec.resources.cpu)))
+    trial_dir = Path(tune.get_context().get_trial_dir())
+    latest: dict[tuple[str, int], dict] = {}
+    saved: dict[tuple[str, int], str] = {}
+    trainers = {}
+    for scn in scenarios:
+        for seed in range(spec.budget.seeds):
+            key = (scn.name, seed)
+            cfg = compose(spec, base, config, scn, seed)
+
+            def report(m, ckpt, key=key):
+                latest[key] = m
+                if ckpt:
+                    saved[key] = ckpt
+
+            trainers[key] = Trainer(cfg, trial_dir / "runs" / _run_name(key), report)
+    _restore(trainers)
+    first = next(iter(trainers.values()))
+    period, iters = first.cfg.run.eval_period, first.cfg.run.iterations
+    step = min(tr.step for tr in trainers.values())
+    while step < iters:
+        step = min((step // period + 1) * period, iters)
+        saved.clear()
+        for tr in trainers.values():
+            tr.advance(step)
+        ckpt = _tune_checkpoint(trial_dir, saved) if len(saved) == len(trainers) else None
+        try:
+            tune.report(aggregate(spec, latest, step), checkpoint=ckpt)
+        finally:
+            if ckpt is not None:
+                shutil.rmtree(ckpt.path, ignore_errors=True)
+
+
+def _run_name(key: tuple[str, int]) -> str:
+    return f"{key[0]}__seed{key[1]}"
+
+
+def _restore(trainers: dict) -> None:
+    """A retried trial continues every run from the trial's last Tune checkpoint."""
+    ckpt = tune.get_checkpoint()
+    if ckpt is None:
+        return
+    with ckpt.as_directory() as d:
+        for key, tr in trainers.items():
+            tr.resume(Path(d) / _run_name(key))
+
+
+def _tune_checkpoint(trial_dir: Path, saved: dict) -> tune.Checkpoint:
+    """One directory with every run's ``state.pt`` (hard links where possible); Tune copies it
+    into the trial's storage before ``report`` returns, so the staging dir is removed after."""
+    stage = Path(tempfile.mkdtemp(prefix=".tune_ckpt_", dir=trial_dir))
+    for key, src in saved.items():
+        dst = stage / _run_name(key)
+        dst.mkdir()
+        try:
+            os.link(Path(src) / "state.pt", dst / "state.pt")
+        except OSError:
+            shutil.copy2(Path(src) / "state.pt", dst / "state.pt")
+    return tune.Checkpoint.from_directory(str(stage))
+
+
+def ddp_trial(config: dict, spec: SearchSpec, base: dict, scenario: Scenario, storage: str) -> None:
+    """Tune function trainable that drives one Ray Train run (W DDP workers) for one scenario."""
+    from daso_ray.ray_jobs.worker import fit_distributed
+
+    cfg = compose(spec, base, config, scenario, seed=0)
+    tid = tune.get_context().get_trial_id()
+    trial_dir = Path(tune.get_context().get_trial_dir())
+    res = spec.resources
+    fit_distributed(to_dict(cfg), str(trial_dir / "runs" / _run_name((scenario.name, 0))),
+                    workers=res.workers, gpu=res.gpu > 0, cpu=res.cpu, name=f"train-{tid}",
+                    storage=storage, scenario=scenario.name, objective=spec.objective.model_dump(),
+                    in_tune=True)
