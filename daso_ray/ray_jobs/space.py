@@ -19,6 +19,12 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from daso_ray.config import Config, Strict, describe_error, read_yaml, validate
 from daso_ray.errors import UserError
 
+# Scalars forwarded to Tune per scenario, hence the possible objectives (the rest of the metrics
+# stays in each run's metrics.jsonl).
+TUNE_KEYS = tuple(f"{split}/{m}" for split in ("eval", "valid") for m in (
+    "top1", "top1_median20", "balanced_acc", "gmean_recall", "head_acc", "medium_acc", "tail_acc"))
+TUNE_KEYS += ("train/loss", "train/mask_ratio", "perf/img_per_s")
+
 
 class Param(Strict):
     type: Literal["float", "int", "choice"]
@@ -181,6 +187,14 @@ def check_spec(spec: SearchSpec, base: dict, base_name: str = "base") -> list[st
     if spec.resources.mode == "ddp" and spec.objective.type == "robust":
         out.append("objective.type: robust trains every scenario in one process — use "
                    "resources.mode: single, or objective.type: per_scenario")
+    for i, metric in enumerate([spec.objective.metric, *[e.metric for e in spec.objective.extra]]):
+        where = "objective.metric" if i == 0 else f"objective.extra.{i - 1}.metric"
+        if metric not in TUNE_KEYS:
+            out.append(f"{where}: unknown metric '{metric}' — one of {', '.join(TUNE_KEYS[:14])}")
+        num_valid = base_with_set(spec, base).get("data", {}).get("num_valid", 5000)
+        if metric.startswith("valid/") and num_valid == 0:
+            out.append(f"{where}: '{metric}' needs a validation hold-out but data.num_valid is 0 — "
+                       "set data.num_valid (under set:) or use an eval/ metric")
     if spec.storage.startswith("s3://") and spec.optuna_storage is None:
         out.append("optuna_storage: needed with s3:// storage — a journal file on a shared "
                    "filesystem (journal:/mnt/nfs/optuna.log) or an RDB URL (postgresql://...)")

@@ -20,12 +20,7 @@ from ray import tune
 
 from daso_ray.config import to_dict
 from daso_ray.engine.loop import Trainer
-from daso_ray.ray_jobs.space import Scenario, SearchSpec, compose
-
-# Scalars forwarded to Tune per scenario (the rest stays in each run's metrics.jsonl).
-TUNE_KEYS = ("eval/top1", "eval/top1_median20", "valid/top1", "valid/top1_median20",
-             "eval/balanced_acc", "eval/gmean_recall", "eval/head_acc", "eval/medium_acc",
-             "eval/tail_acc", "train/loss", "train/mask_ratio", "perf/img_per_s")
+from daso_ray.ray_jobs.space import TUNE_KEYS, Scenario, SearchSpec, compose
 
 
 def aggregate(spec: SearchSpec, per_run: dict[tuple[str, int], dict], step: int) -> dict:

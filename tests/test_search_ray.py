@@ -1,0 +1,126 @@
+"""The search on a real local Ray cluster with two raylets (simulated nodes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from daso_ray.leaderboard import leaderboard
+from tests.search_helpers import (
+    complete_trials,
+    run,
+    run_env,
+    search_cmd,
+    search_dict,
+    write_base,
+    write_search,
+)
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A head and a second raylet started with ``ray start`` (each its own temp dir), token auth
+    on with a throw-away token. Yields the address."""
+    from tests.search_helpers import start_cluster, stop_cluster
+
+    address = start_cluster(tmp_path_factory.mktemp("ray"))
+    yield address
+    stop_cluster()
+
+
+def _final_steps(run_dir, study) -> dict[str, list[int]]:
+    out = {}
+    for res in sorted((run_dir / study).glob("*/result.json")):
+        lines = [json.loads(ln) for ln in res.read_text().splitlines() if ln.strip()]
+        out[res.parent.name] = [r["step"] for r in lines]
+    return out
+
+
+def test_smoke_search_asha_export_and_train(cluster, digits_root, tmp_path):
+    write_base(tmp_path, digits_root)
+    spec = search_dict(tmp_path / "runs", budget={
+        "num_samples": 6, "max_concurrent": 2, "iterations": 60,
+        "asha": {"grace": 10, "reduction": 3}})
+    file = write_search(tmp_path, spec)
+    res = run(search_cmd(file, cluster))
+    assert res.returncode == 0, res.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "t"
+    assert "leaderboard" in res.stdout and "[consistent]" in res.stdout
+    board = leaderboard(run_dir)["consistent"]
+    assert len(board["finished"]) + len(board["stopped"]) == 6
+    assert board["finished"], "no trial reached the budget"
+    assert board["stopped"], "ASHA stopped no trial early"
+    assert len(complete_trials(run_dir, "t__consistent")) == 6
+    assert list((run_dir / "consistent").glob("*/events.out.tfevents.*"))  # TensorBoard per trial
+
+    out = tmp_path / "best"
+    exp = run([sys.executable, "-m", "daso_ray.export", str(run_dir), "--out", str(out), "--top-k", "2"])
+    assert exp.returncode == 0, exp.stderr
+    files = sorted(out.glob("*.yaml"))
+    names = ["t__consistent.yaml", "t__consistent__top2.yaml"][:len(board["finished"])]
+    assert [f.name for f in files] == names  # --top-k 2: at most the finished trials
+    text = files[0].read_text()
+    best = board["finished"][0]
+    assert best["trial_id"] in text and "sha256" in text and "valid/top1_median20" in text
+    train = run([sys.executable, "-m", "daso_ray.train", str(files[0]), "--set", "run.iterations=20",
+                 "--out", str(tmp_path / "final")])
+    assert train.returncode == 0, train.stderr[-2000:]
+    final = json.loads((tmp_path / "final" / "results.json").read_text())
+    assert "eval/top1" in final and final["config"]["optim"]["lr"] == best["params"]["optim.lr"]
+
+
+def test_sigkill_driver_then_resume_finishes_every_trial_once(cluster, digits_root, tmp_path):
+    write_base(tmp_path, digits_root)
+    spec = search_dict(tmp_path / "runs", budget={"num_samples": 5, "max_concurrent": 2,
+                                                  "iterations": 60})
+    file = write_search(tmp_path, spec)
+    run_dir = tmp_path / "runs" / "t"
+    proc = subprocess.Popen(search_cmd(file, cluster), env=run_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill once one trial has finished and others are running
+        steps = _final_steps(run_dir, "consistent") if run_dir.exists() else {}
+        if any(s and s[-1] == 60 for s in steps.values()) and len(steps) >= 3:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("no trial finished in time")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {k: v for k, v in _final_steps(run_dir, "consistent").items() if v and v[-1] == 60}
+    assert len(before) < 5
+
+    res = run(search_cmd(file, cluster, "--resume"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    after = _final_steps(run_dir, "consistent")
+    assert len(after) == 5 and all(s[-1] == 60 for s in after.values()), after
+    for name, steps in before.items():  # a finished trial is neither lost nor run again
+        assert after[name] == steps
+    done = complete_trials(run_dir, "t__consistent")
+    assert len(done) == 5
+    assert len({json.dumps(t.params, sort_keys=True) for t in done}) == 5
+
+
+def test_ddp_trial_with_two_cpu_workers_reports_rank0_metrics(cluster, digits_root, tmp_path):
+    write_base(tmp_path, digits_root)
+    spec = search_dict(tmp_path / "runs", budget={"num_samples": 1, "iterations": 20},
+                       resources={"mode": "ddp", "workers": 2, "cpu": 1})
+    res = run(search_cmd(write_search(tmp_path, spec), cluster))
+    assert res.returncode == 0, res.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "t"
+    (trial,) = leaderboard(run_dir)["consistent"]["finished"]
+    rank0 = [json.loads(ln) for ln in
+             (next((run_dir / "consistent").glob("*/runs/consistent__seed0")) / "metrics.jsonl")
+             .read_text().splitlines()]
+    assert rank0[-1]["step"] == 20
+    assert trial["last"]["objective"] == rank0[-1]["valid/top1_median20"]
+    assert trial["last"]["consistent/eval/top1"] == rank0[-1]["eval/top1"]

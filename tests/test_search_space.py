@@ -1,0 +1,128 @@
+"""Search files without Ray: validation lines, define-by-run space, composition, aggregation."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import yaml
+
+from daso_ray.ray_jobs.space import SuggestSpace, compose, grid, load_search
+from daso_ray.search import main as search_main
+from daso_ray.search import smoke
+from tests.search_helpers import search_dict, write_base, write_search
+
+BROKEN = [
+    ("unknown top-level key", {"budgett": {"num_samples": 2}}, "unknown key 'budgett'"),
+    ("mistyped param path", {"params": {"algorithm.daso.t_protox": {"type": "float", "low": 0.1,
+                                                                     "high": 1}}},
+     "params.algorithm.daso.t_protox: not a config key"),
+    ("empty scenario list", {"scenarios": []}, "scenarios"),
+    ("inverted range", {"params": {"optim.lr": {"type": "float", "low": 0.3, "high": 0.01}}},
+     "params.optim.lr.low: 0.3 >= high: 0.01"),
+    ("log domain at zero", {"params": {"optim.lr": {"type": "float", "low": 0, "high": 1, "log": True}}},
+     "log domain needs low > 0"),
+    ("empty choice", {"params": {"algorithm.daso.dist_update_period": {"type": "choice", "values": []}}},
+     "params.algorithm.daso.dist_update_period.values"),
+    ("gamma below 1", {"scenarios": [{"name": "a", "n1": 5, "gamma_l": 0.5}]}, "scenarios.0.gamma_l"),
+    ("wrong algorithm", {"algorithm": "fixmatch"}, "algorithm: 'fixmatch' but base.yaml"),
+    ("param of another algorithm", {"params": {"algorithm.semi.alpha": {"type": "float", "low": 0.1,
+                                                                         "high": 0.5}}},
+     "params.algorithm.semi.alpha: searches semi but the algorithm is 'daso'"),
+    ("when on unknown param", {"params": {"algorithm.daso.interp_alpha": {
+        "type": "float", "low": 0.1, "high": 0.9, "when": {"algorithm.daso.dist_aware": False}}}},
+     "params.algorithm.daso.interp_alpha.when"),
+    ("asha grace beyond budget", {"budget": {"num_samples": 2, "iterations": 60,
+                                             "asha": {"grace": 60}}}, "budget.asha.grace"),
+    ("valid metric without hold-out", {"set": {"data.num_valid": 0}}, "objective.metric"),
+]
+
+
+@pytest.mark.parametrize("case,over,needle", BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_search_file_fails_before_ray(tmp_path, digits_root, capsys, case, over, needle):
+    write_base(tmp_path, digits_root)
+    storage = tmp_path / "runs"
+    file = write_search(tmp_path, search_dict(storage, **over))
+    assert search_main([str(file)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert any(needle in line for line in err), err
+    assert all(line.startswith("error: ") for line in err) and "Traceback" not in "\n".join(err)
+    assert not storage.exists()  # nothing written, and Ray never started (no run dir)
+
+
+def test_several_problems_one_line_each(tmp_path, digits_root, capsys):
+    write_base(tmp_path, digits_root)
+    spec = search_dict(tmp_path / "runs", scenarios=[], budgett=1)
+    spec["params"]["optim.lr"]["low"] = 1.0
+    assert search_main([str(write_search(tmp_path, spec))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3, err
+
+
+def test_conditional_parameter_sampled_only_when_its_condition_holds(tmp_path, digits_root):
+    write_base(tmp_path, digits_root)
+    params = {"algorithm.daso.dist_aware": {"type": "choice", "values": [True, False]},
+              "algorithm.daso.interp_alpha": {"type": "float", "low": 0.1, "high": 0.9,
+                                              "when": {"algorithm.daso.dist_aware": False}}}
+    spec, _ = load_search(write_search(tmp_path, search_dict(tmp_path / "r", params=params)))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: SuggestSpace(spec)(t) or 0.0, n_trials=30)
+    for t in study.trials:
+        assert ("algorithm.daso.interp_alpha" in t.params) == (not t.params["algorithm.daso.dist_aware"])
+    assert {t.params["algorithm.daso.dist_aware"] for t in study.trials} == {True, False}
+
+
+def test_compose_applies_params_and_scenario(tmp_path, digits_root):
+    write_base(tmp_path, digits_root)
+    spec_d = search_dict(tmp_path / "r", scenarios=[
+        {"name": "u", "unlabeled": "uniform", "n1": 15, "m1": 40, "gamma_l": 5},
+        {"name": "r", "unlabeled": "reversed", "n1": 15, "m1": 40, "gamma_l": 5, "gamma_u": 4}])
+    spec, base = load_search(write_search(tmp_path, spec_d))
+    cfg_u = compose(spec, base, {"optim.lr": 0.01}, spec.scenarios[0], seed=2)
+    assert (cfg_u.optim.lr, cfg_u.data.scenario, cfg_u.data.imb_ratio_u) == (0.01, "uniform", 1.0)
+    assert (cfg_u.data.n_max_l, cfg_u.data.n_max_u, cfg_u.run.seed, cfg_u.data.seed_split) == (15, 40, 2, 2)
+    cfg_r = compose(spec, base, {}, spec.scenarios[1], seed=0, iterations=7)
+    assert (cfg_r.data.scenario, cfg_r.data.imb_ratio_u, cfg_r.run.iterations) == ("reversed", 4.0, 7)
+
+
+def test_smoke_shrinks_every_iteration_count_consistently(tmp_path, digits_root):
+    base_path = write_base(tmp_path, digits_root)
+    raw = yaml.safe_load(base_path.read_text())
+    raw["run"].update(iterations=800, eval_period=100, checkpoint_period=200)
+    raw["algorithm"]["daso"].update(pretrain_iters=200, dist_update_period=50)
+    base_path.write_text(yaml.safe_dump(raw))
+    params = {"algorithm.daso.dist_update_period": {"type": "choice", "values": [10, 50, 100]}}
+    spec, base = load_search(write_search(tmp_path, search_dict(
+        tmp_path / "r", params=params, budget={"num_samples": 10, "iterations": 800,
+                                               "asha": {"grace": 200}})))
+    small, small_base = smoke(spec, base)
+    assert small.budget.num_samples == 4 and small.budget.iterations <= 40
+    p = small_base["algorithm"]["daso"]["pretrain_iters"]
+    assert max(small.params["algorithm.daso.dist_update_period"].values) <= p < small.budget.iterations
+    assert small.budget.iterations % small_base["run"]["eval_period"] == 0
+
+
+def test_grid_is_factorial():
+    from daso_ray.ray_jobs.space import Param, SearchSpec
+
+    spec = SearchSpec.model_validate({
+        "name": "g", "base": "x", "budget": {"num_samples": 1},
+        "scenarios": [{"name": "a", "n1": 5, "gamma_l": 2}],
+        "params": {"a.b": {"type": "float", "low": 0.01, "high": 1, "log": True},
+                   "c.d": {"type": "choice", "values": [1, 2, 3]}}})
+    pts = grid(spec, 3)
+    assert len(pts) == 9 and sorted({round(p["a.b"], 6) for p in pts}) == [0.01, 0.1, 1.0]
+    assert isinstance(spec.params["a.b"], Param)
+
+
+def test_robust_objective_is_mean_or_worst_over_scenarios(tmp_path, digits_root):
+    from daso_ray.ray_jobs.trial import aggregate
+
+    write_base(tmp_path, digits_root)
+    spec, _ = load_search(write_search(tmp_path, search_dict(tmp_path / "r")))
+    runs = {("a", 0): {"valid/top1_median20": 80.0}, ("a", 1): {"valid/top1_median20": 70.0},
+            ("b", 0): {"valid/top1_median20": 50.0}}
+    mean = aggregate(spec, runs, step=10)
+    assert mean["a/valid/top1_median20"] == 75.0 and mean["objective"] == 62.5 and mean["step"] == 10
+    worst = aggregate(spec.model_copy(update={"objective": spec.objective.model_copy(
+        update={"aggregate": "worst"})}), runs, step=10)
+    assert worst["objective"] == 50.0
