@@ -22,8 +22,9 @@ from daso_ray.leaderboard import leaderboard, read_meta
 from daso_ray.ray_jobs.space import SearchSpec, compose
 
 
-def export(run_dir: Path, out: Path, top_k: int = 1) -> list[Path]:
-    """Write the configs; returns their paths. Nothing is written unless every one can be."""
+def export(run_dir: Path, out: Path, top_k: int = 1) -> list[dict]:
+    """Write the configs; one record (path, study, trial, value, params) per file. Nothing is
+    written unless every file can be."""
     if not Path(run_dir).is_dir():
         raise UserError(f"{run_dir}: no such run directory — pass <storage>/<name> of a search")
     meta = read_meta(run_dir)
@@ -34,6 +35,7 @@ def export(run_dir: Path, out: Path, top_k: int = 1) -> list[Path]:
                         "iterations) — let the search run, or continue it with --resume")
     iterations = spec.final_iterations or int(base.get("run", {}).get("iterations", 250_000))
     files: dict[Path, str] = {}
+    records = []
     for study, b in board.items():
         scenarios = spec.scenarios if study == "robust" else [s for s in spec.scenarios
                                                               if s.name == study]
@@ -43,12 +45,27 @@ def export(run_dir: Path, out: Path, top_k: int = 1) -> list[Path]:
                 stem = f"{spec.name}__{scn.name}" + ("__robust" if study == "robust" else "")
                 stem += f"__top{rank}" if rank > 1 else ""
                 cfg["run"]["out_dir"] = f"runs/final/{stem}"
-                files[Path(out) / f"{stem}.yaml"] = _header(meta, study, trial) + yaml.safe_dump(
-                    cfg, sort_keys=False)
+                path = Path(out) / f"{stem}.yaml"
+                files[path] = _header(meta, study, trial) + yaml.safe_dump(cfg, sort_keys=False)
+                records.append({"path": path, "study": study, "trial_id": trial["trial_id"],
+                                "value": trial["last"].get("objective"), "params": trial["params"]})
     Path(out).mkdir(parents=True, exist_ok=True)
     for path, text in files.items():
         atomic_write_text(path, text)
-    return list(files)
+    return records
+
+
+def summary(records: list[dict], metric: str) -> str:
+    """The exported winners as a table: study, objective value, trial, parameters, file."""
+    lines = [f"{'study':<14} {metric:>20}  {'trial':<9} params -> file"]
+    for r in records:
+        params = ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in sorted(r["params"].items()))
+        lines.append(f"{r['study']:<14} {r['value']:>20.2f}  {r['trial_id']:<9} {params} -> {r['path']}")
+    return "\n".join(lines)
+
+
+def _short(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 def _header(meta: dict, study: str, trial: dict) -> str:
@@ -72,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.top_k < 1:
         raise UserError("--top-k: must be >= 1")
-    for path in export(args.run_dir, args.out, args.top_k):
-        print(path)
+    records = export(args.run_dir, args.out, args.top_k)
+    print(summary(records, read_meta(args.run_dir)["objective"]["metric"]))
     return 0
 
 

@@ -126,3 +126,21 @@ def test_robust_objective_is_mean_or_worst_over_scenarios(tmp_path, digits_root)
     worst = aggregate(spec.model_copy(update={"objective": spec.objective.model_copy(
         update={"aggregate": "worst"})}), runs, step=10)
     assert worst["objective"] == 50.0
+
+
+@pytest.mark.parametrize("name", ["digits_lt", "cifar10_lt", "cifar100_lt", "stl10_lt", "semi_aves"])
+def test_shipped_search_spaces_validate(name):
+    from tests.search_helpers import REPO
+
+    spec, base = load_search(REPO / "search_spaces" / f"{name}.yaml")
+    assert spec.name == name and base["algorithm"]["name"] == "daso"
+    if name == "semi_aves":
+        assert spec.resources.mode == "ddp" and {s.unlabeled_pool for s in spec.scenarios} == {"in", "in+out"}
+
+
+def test_grid_sampler_needs_the_whole_grid(tmp_path, digits_root, capsys):
+    write_base(tmp_path, digits_root)
+    params = {"algorithm.daso.t_proto": {"type": "choice", "values": [0.05, 0.2]}}
+    spec = search_dict(tmp_path / "r", params=params, sampler="grid")
+    assert search_main([str(write_search(tmp_path, spec))]) == 2
+    assert "budget.num_samples: 4 but the grid has 2 points" in capsys.readouterr().err

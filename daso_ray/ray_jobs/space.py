@@ -115,6 +115,7 @@ class SearchSpec(Strict):
     resources: Resources = Resources()
     storage: str = "runs/search"  # local dir or s3://bucket/prefix
     optuna_storage: str | None = None  # default: sqlite next to a local run; journal path for s3
+    sampler: Literal["tpe", "random", "grid"] = "tpe"  # grid: every combination of choice params
     sampler_seed: int = 0
     final_iterations: int | None = Field(None, ge=1)  # exported configs; null: the base's
 
@@ -195,6 +196,12 @@ def check_spec(spec: SearchSpec, base: dict, base_name: str = "base") -> list[st
         if metric.startswith("valid/") and num_valid == 0:
             out.append(f"{where}: '{metric}' needs a validation hold-out but data.num_valid is 0 — "
                        "set data.num_valid (under set:) or use an eval/ metric")
+    if spec.sampler == "grid":
+        size = math.prod(len(p.values or []) for p in spec.params.values())
+        if any(p.type != "choice" or p.when for p in spec.params.values()):
+            out.append("sampler: grid needs every parameter as an unconditional choice")
+        elif spec.budget.num_samples != size:
+            out.append(f"budget.num_samples: {spec.budget.num_samples} but the grid has {size} points")
     if spec.storage.startswith("s3://") and spec.optuna_storage is None:
         out.append("optuna_storage: needed with s3:// storage — a journal file on a shared "
                    "filesystem (journal:/mnt/nfs/optuna.log) or an RDB URL (postgresql://...)")

@@ -29,6 +29,16 @@ def studies(spec: SearchSpec) -> dict[str, list]:
     return {s.name: [s] for s in spec.scenarios}
 
 
+def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
+    """TPE (seeded; Optuna 5 defaults: multivariate, constant liar), random, or a full grid."""
+    if spec.sampler == "grid":
+        grid = {k: list(p.values) for k, p in spec.params.items()}
+        return optuna.samplers.GridSampler(grid, seed=spec.sampler_seed)
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=spec.sampler_seed)
+    return optuna.samplers.TPESampler(seed=spec.sampler_seed)
+
+
 def optuna_storage(spec: SearchSpec, run_dir: str):
     """An Optuna storage instance: sqlite in a local run dir unless ``optuna_storage`` says."""
     url = spec.optuna_storage or f"sqlite:///{Path(run_dir) / 'optuna.db'}"
@@ -61,7 +71,7 @@ def _tuner(spec: SearchSpec, base: dict, study: str, scenarios: list, run_dir: s
     metrics, modes = objective_names(spec)
     searcher = OptunaSearch(
         space=SuggestSpace(spec), metric=metrics if len(metrics) > 1 else metrics[0],
-        mode=modes if len(modes) > 1 else modes[0], seed=spec.sampler_seed,
+        mode=modes if len(modes) > 1 else modes[0], sampler=make_sampler(spec),
         storage=optuna_storage(spec, run_dir), study_name=f"{spec.name}__{study}")
     scheduler = None
     iters = trial_iterations(spec, base)
