@@ -74,9 +74,15 @@ def format_board(board: dict, meta: dict, top: int = 5) -> str:
         n_done, n_stop = len(b["finished"]), len(b["stopped"])
         lines.append(f"\n[{study}] {n_done} finished, {n_stop} stopped early by ASHA")
         for i, t in enumerate(b["finished"][:top], start=1):
-            params = "  ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in sorted(t["params"].items()))
-            lines.append(f"  {i}. {_fmt(t['last'].get('objective'))}  {t['trial_id']}  {params}")
+            lines.append(f"  {i}. {_fmt(t['last'].get('objective'))}  {t['trial_id']}  {_params(t)}")
+        for t in b["stopped"][:top]:
+            lines.append(f"  -  {_fmt(t['last'].get('objective'))} at step {t['step']}  "
+                         f"{t['trial_id']}  {_params(t)}")
     return "\n".join(lines)
+
+
+def _params(t: dict) -> str:
+    return "  ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in sorted(t["params"].items()))
 
 
 def _fmt(v) -> str:

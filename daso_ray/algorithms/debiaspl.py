@@ -31,7 +31,9 @@ class DebiasPL(FixMatch):
         d = self.cfg.algorithm.debiaspl
         debiased = torch.softmax(parts.logits_w.detach() - self._log(self.qhat), dim=1)
         before = self.qhat
-        self.qhat = d.qhat_m * self.qhat + (1 - d.qhat_m) * probs.mean(dim=0)
+        # The batch mean over ALL ranks (identity on one), so every rank keeps the same prior.
+        mean = self.ctx.dist.all_sum(probs.mean(dim=0)) / self.ctx.dist.world
+        self.qhat = d.qhat_m * self.qhat + (1 - d.qhat_m) * mean
         self._margin_prior = before if d.single_qhat else self.qhat
         return debiased
 

@@ -88,7 +88,7 @@ def _tuner(spec: SearchSpec, base: dict, study: str, scenarios: list, run_dir: s
         run_config=tune.RunConfig(
             name=study, storage_path=run_dir,
             failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=1,  # tables only
             progress_reporter=tune.CLIReporter(
                 metric_columns=["step", "objective"], max_report_frequency=30)))
 
