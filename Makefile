@@ -4,11 +4,14 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PKGS := libopencv-dev libturbojpeg0-dev pkg-config g++ python3-dev
+# Test-only: the report renders in headless Chromium; the loopback `ray up` test needs sshd + rsync.
+TEST_APT_PKGS := chromium
+CLUSTER_APT_PKGS := openssh-server rsync
 STAMP := $(VENV)/.setup-stamp
 export NUMBA_THREADING_LAYER ?= tbb
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup system-deps demo test lint bench clean
+.PHONY: setup system-deps test-deps demo test test-cluster lint bench clean
 
 setup: $(STAMP)
 
@@ -23,6 +26,19 @@ system-deps:
 	else \
 	  echo "error: FFCV needs system packages ($(APT_PKGS)); run as root or with sudo, or install them yourself" >&2; exit 1; \
 	fi
+
+# apt-get as root, sudo otherwise; $(1) = packages, $(2) = a command that is present once installed.
+define apt_install
+	@if command -v $(2) >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1); \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+	  sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1); \
+	else echo "note: cannot install $(1) (no root/sudo): the tests that need it are skipped" >&2; fi
+endef
+
+test-deps:
+	$(call apt_install,$(TEST_APT_PKGS),chromium)
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(MAKE) --no-print-directory system-deps
@@ -39,8 +55,14 @@ demo: setup
 	$(BIN)/python -m daso_ray.export runs/search/$$name --out runs/search/$$name/best; \
 	echo "train a winner: $(BIN)/python -m daso_ray.train runs/search/$$name/best/<file>.yaml --seeds 3"
 
-test: setup
-	$(BIN)/python -m pytest -q
+test: setup test-deps
+	$(BIN)/python -m pytest -q -m "not cluster"
+
+# `ray up cluster.local.yaml` against an sshd on loopback, a search job, `ray down` (~3 min; root).
+test-cluster: setup
+	$(call apt_install,$(CLUSTER_APT_PKGS),/usr/sbin/sshd)
+	$(call apt_install,rsync,rsync)
+	$(BIN)/python -m pytest -q -s -m cluster tests/test_cluster_up.py
 
 lint: setup
 	$(BIN)/ruff check daso_ray tests benchmarks

@@ -27,15 +27,23 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "data" / "digits"
 GRID = {"algorithm.daso.t_proto": [0.05, 0.2, 0.8], "algorithm.daso.lambda_align": [0.1, 0.5, 2.0],
         "algorithm.daso.dist_update_period": [10, 50]}
+
+
+def ensure_digits() -> None:
+    """The built-in digits data under data/digits (prepared once; no download)."""
+    if not (DATA / "manifest.json").is_file():
+        subprocess.run([sys.executable, "-m", "daso_ray.prepare", "digits", "--out", str(DATA)],
+                       check=True, cwd=REPO)
 
 
 def _spec(name: str, storage: Path, iters: int, params: dict, **over) -> dict:
     spec = {"name": name, "base": str(REPO / "configs" / "digits_lt_daso.yaml"), "algorithm": "daso",
             "set": {"algorithm.daso.pretrain_iters": iters // 4, "run.median_last": 3,
                     "run.eval_period": iters // 6, "run.checkpoint_period": iters // 3,
-                    "data.root": str(REPO / "data" / "digits")},
+                    "data.root": str(DATA)},
             "params": {k: {"type": "choice", "values": v} for k, v in params.items()},
             "scenarios": [{"name": "reversed", "unlabeled": "reversed", "n1": 10, "m1": 120,
                            "gamma_l": 10, "gamma_u": 10}],
@@ -113,6 +121,7 @@ def main() -> int:
         grid = {k: v[:2] for k, v in grid.items()}
     with tempfile.TemporaryDirectory(prefix="bench_search_") as d:
         tmp = Path(d)
+        ensure_digits()
         out = {"P6": p6(tmp, 120 if args.quick else 600, grid),
                "P7_single": p7(tmp, "single"), "P7_ddp": p7(tmp, "ddp")}
     for v in out.values():

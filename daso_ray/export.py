@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from daso_ray import __version__
+from daso_ray import __version__, storage
 from daso_ray.config import to_dict
 from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError, cli_entry
@@ -83,14 +83,15 @@ def _header(meta: dict, study: str, trial: dict) -> str:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m daso_ray.export", description=__doc__.split("\n")[2])
-    p.add_argument("run_dir", type=Path, help="a search run: <storage>/<name>")
+    p.add_argument("run_dir", help="a search run: <storage>/<name> (a directory or s3://...)")
     p.add_argument("--out", type=Path, required=True, help="folder for the YAML configs")
     p.add_argument("--top-k", type=int, default=1, help="export the K best finished trials per study")
     args = p.parse_args(argv)
     if args.top_k < 1:
         raise UserError("--top-k: must be >= 1")
-    records = export(args.run_dir, args.out, args.top_k)
-    print(summary(records, read_meta(args.run_dir)["objective"]["metric"]))
+    run_dir = storage.local_run_dir(args.run_dir)  # a storage URI is synced down first
+    records = export(run_dir, args.out, args.top_k)
+    print(summary(records, read_meta(run_dir)["objective"]["metric"]))
     return 0
 
 

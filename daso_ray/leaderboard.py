@@ -40,7 +40,7 @@ def read_trials(study_dir: Path) -> list[dict]:
         curve = {int(r["step"]): r.get("objective") for r in lines if "step" in r}
         out.append({"trial_id": lines[-1].get("trial_id", res.parent.name), "dir": str(res.parent),
                     "params": params, "step": max(curve) if curve else 0,
-                    "last": lines[-1], "curve": sorted(curve.items())})
+                    "last": lines[-1], "curve": sorted(curve.items()), "rows": lines})
     return out
 
 

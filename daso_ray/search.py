@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from daso_ray import __version__
+from daso_ray import __version__, storage
 from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError, cli_entry
 from daso_ray.leaderboard import format_board, leaderboard
@@ -85,22 +85,31 @@ def _absolute_paths(base: dict) -> dict:
     return base
 
 
-def _prepare_run_dir(spec: SearchSpec, base: dict, file: Path, resume: bool) -> Path:
-    if spec.storage.startswith("s3://"):
-        run_dir = Path(spec.storage.rstrip("/") + "/" + spec.name)
-    else:
-        run_dir = (Path(spec.storage) / spec.name).resolve()
+def _run_location(spec: SearchSpec) -> tuple[Path, str]:
+    """(the local dir the driver reads, where Tune writes: the same dir, or a storage URI)."""
+    if storage.is_remote(spec.storage):
+        uri = storage.join(spec.storage, spec.name)
+        return storage.mirror_of(uri), uri
+    local = (Path(spec.storage) / spec.name).resolve()
+    return local, str(local)
+
+
+def _prepare_run_dir(spec: SearchSpec, base: dict, file: Path, resume: bool) -> tuple[Path, str]:
+    run_dir, uri = _run_location(spec)
     meta = run_dir / "search.json"
+    remote_meta = storage.is_remote(uri) and storage.exists(storage.join(uri, "search.json"))
     if resume:
+        if not meta.is_file() and remote_meta:
+            storage.download(uri, run_dir)
         if not meta.is_file():
-            raise UserError(f"--resume: {run_dir} holds no search — start it without --resume")
+            raise UserError(f"--resume: {uri} holds no search — start it without --resume")
         old = json.loads(meta.read_text())
         if old["sha256"] != file_sha256(file):
             print(f"note: {file} changed since the run started; continuing the run as started "
                   f"(its copy is {run_dir / 'search.yaml'})")
-        return run_dir
-    if meta.exists():
-        raise UserError(f"{run_dir} already holds a search — continue it with --resume, or pass "
+        return run_dir, uri
+    if meta.exists() or remote_meta:
+        raise UserError(f"{uri} already holds a search — continue it with --resume, or pass "
                         "--name NEW_NAME")
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "search.yaml", file.read_text())
@@ -111,7 +120,10 @@ def _prepare_run_dir(spec: SearchSpec, base: dict, file: Path, resume: bool) -> 
             "studies": list(studies(spec)), "iterations": trial_iterations(spec, base),
             "objective": spec.objective.model_dump(), "spec": spec.model_dump(), "base": base}
     atomic_write_text(meta, json.dumps(info, indent=1))
-    return run_dir
+    if storage.is_remote(uri):
+        for name in ("search.yaml", "search.json"):
+            storage.upload(run_dir / name, storage.join(uri, name))
+    return run_dir, uri
 
 
 @cli_entry
@@ -123,13 +135,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny budget: check the whole path quickly")
     p.add_argument("--name", help="run name (default: the file's name:)")
     p.add_argument("--num-cpus", type=int, help="CPUs of a local cluster (default: all)")
+    p.add_argument("--storage", help="override the file's storage: (a shared dir, or s3://...)")
     args = p.parse_args(argv)
     spec, base = load_search(args.file)  # every problem of the file, before Ray starts
     if args.name:
         spec = spec.model_copy(update={"name": args.name})
+    if args.storage:
+        spec = spec.model_copy(update={"storage": args.storage})
+        problems = check_spec(spec, base)
+        if problems:
+            raise UserError(f"--storage: {problems[0]}")
     if args.smoke:
         spec, base = smoke(spec, base)
-    run_dir = _prepare_run_dir(spec, base, args.file, args.resume)
+    run_dir, uri = _prepare_run_dir(spec, base, args.file, args.resume)
     if args.resume:  # the run continues exactly as it started
         info = json.loads((run_dir / "search.json").read_text())
         spec, base = SearchSpec.model_validate(info["spec"]), info["base"]
@@ -137,10 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     from daso_ray.ray_jobs.tuner import run_studies
 
     url = connect(args.address, args.num_cpus)
-    print(f"search {spec.name}: results in {run_dir}" + (f"; Ray dashboard {url}" if url else ""),
+    print(f"search {spec.name}: results in {uri}" + (f"; Ray dashboard {url}" if url else ""),
           flush=True)
     t0 = time.time()
-    run_studies(spec, _absolute_paths(copy.deepcopy(base)), str(run_dir), args.resume)
+    run_studies(spec, _absolute_paths(copy.deepcopy(base)), uri, args.resume)
+    if storage.is_remote(uri):  # the leaderboard, export and report read the local mirror
+        if (run_dir / "optuna.db").is_file():  # first, so the sync down cannot replace it
+            storage.upload(run_dir / "optuna.db", storage.join(uri, "optuna.db"))
+        storage.download(uri, run_dir)
     board = leaderboard(run_dir)
     info = json.loads((run_dir / "search.json").read_text())
     print(format_board(board, info), flush=True)
@@ -148,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                      "objective": t["last"].get("objective")} for t in v] for k, v in b.items()}
             for s, b in board.items()}
     atomic_write_text(run_dir / "leaderboard.json", json.dumps(slim, indent=1))
+    if storage.is_remote(uri):
+        storage.upload(run_dir / "leaderboard.json", storage.join(uri, "leaderboard.json"))
     print(f"search wall time {time.time() - t0:.0f} s; export with: python -m daso_ray.export "
           f"{os.path.relpath(run_dir)} --out configs/best", flush=True)
     return 0

@@ -44,15 +44,21 @@ def _final_steps(run_dir, study) -> dict[str, list[int]]:
     return out
 
 
-def test_smoke_search_asha_export_and_train(cluster, digits_root, tmp_path):
+@pytest.fixture(scope="module")
+def smoke_run(cluster, digits_root, tmp_path_factory):
+    """A 6-trial search with ASHA on the two-raylet cluster: (work dir, run dir, CompletedProcess)."""
+    tmp_path = tmp_path_factory.mktemp("smoke")
     write_base(tmp_path, digits_root)
     spec = search_dict(tmp_path / "runs", budget={
         "num_samples": 6, "max_concurrent": 2, "iterations": 60,
         "asha": {"grace": 10, "reduction": 3}})
-    file = write_search(tmp_path, spec)
-    res = run(search_cmd(file, cluster))
+    res = run(search_cmd(write_search(tmp_path, spec), cluster))
     assert res.returncode == 0, res.stderr[-3000:]
-    run_dir = tmp_path / "runs" / "t"
+    return tmp_path, tmp_path / "runs" / "t", res
+
+
+def test_smoke_search_asha_export_and_train(smoke_run):
+    tmp_path, run_dir, res = smoke_run
     assert "leaderboard" in res.stdout and "[consistent]" in res.stdout
     board = leaderboard(run_dir)["consistent"]
     assert len(board["finished"]) + len(board["stopped"]) == 6
@@ -124,3 +130,28 @@ def test_ddp_trial_with_two_cpu_workers_reports_rank0_metrics(cluster, digits_ro
     assert rank0[-1]["step"] == 20
     assert trial["last"]["objective"] == rank0[-1]["valid/top1_median20"]
     assert trial["last"]["consistent/eval/top1"] == rank0[-1]["eval/top1"]
+
+
+def test_report_renders_in_headless_chromium(smoke_run, tmp_path):
+    """The HTML report of a real run: the leaderboard's numbers are in the rendered page, the
+    winner's per-class recall is ordered head -> tail, and the screenshot shows the charts."""
+    from tests.report_helpers import chromium_render, colour_fraction, ink_fraction
+
+    _, run_dir, _ = smoke_run
+    out = tmp_path / "report.html"
+    res = run([sys.executable, "-m", "daso_ray.report", str(run_dir), "--out", str(out)])
+    assert res.returncode == 0, res.stderr[-2000:]
+    dom, png = chromium_render(out, tmp_path / "shot.png")
+    board = leaderboard(run_dir)["consistent"]
+    best = board["finished"][0]
+    for t in board["finished"] + board["stopped"]:
+        assert t["trial_id"] in dom
+    assert f"{best['last']['objective']:.2f}" in dom
+    assert f"{best['last']['consistent/eval/top1_median20']:.2f}" in dom
+    counts = best["last"]["consistent/data/labeled_counts"]
+    assert counts == sorted(counts, reverse=True)  # LT split: class index order is head -> tail
+    recall = best["last"]["consistent/eval/per_class_recall"]
+    assert f"winner {best['trial_id']} c0: {recall[0]:.3g}" in dom
+    assert f"winner {best['trial_id']} c9: {recall[9]:.3g}" in dom
+    assert ink_fraction(png) > 0.01  # not a blank page: text, tables and axes drawn
+    assert colour_fraction(png) > 0.001  # and the charts' coloured lines and bars

@@ -251,7 +251,7 @@ class Trainer:
         """EMA model in eval mode on the test set (``eval/*``) and validation set (``valid/*``)."""
         ema, counts = self.nets.ema, self.ctx.labeled_counts.tolist()
         ema.eval()
-        out = {}
+        out = {"data/labeled_counts": counts}  # orders per-class recall head -> tail in reports
         for which, prefix in (("test", "eval"), ("valid", "valid")):
             if which == "valid" and len(self.data.split.valid) == 0:
                 continue

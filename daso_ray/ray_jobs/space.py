@@ -24,6 +24,8 @@ from daso_ray.errors import UserError
 TUNE_KEYS = tuple(f"{split}/{m}" for split in ("eval", "valid") for m in (
     "top1", "top1_median20", "balanced_acc", "gmean_recall", "head_acc", "medium_acc", "tail_acc"))
 TUNE_KEYS += ("train/loss", "train/mask_ratio", "perf/img_per_s")
+# Lists reported beside the scalars (per-class recall is averaged over seeds; counts are equal).
+RECALL_KEYS = ("eval/per_class_recall", "valid/per_class_recall", "data/labeled_counts")
 
 
 class Param(Strict):
@@ -113,8 +115,8 @@ class SearchSpec(Strict):
     objective: Objective = Objective()
     budget: Budget
     resources: Resources = Resources()
-    storage: str = "runs/search"  # local dir or s3://bucket/prefix
-    optuna_storage: str | None = None  # default: sqlite next to a local run; journal path for s3
+    storage: str = "runs/search"  # local dir (shared by all nodes) or s3://bucket/prefix
+    optuna_storage: str | None = None  # default: sqlite in the (driver's local) run dir
     sampler: Literal["tpe", "random", "grid"] = "tpe"  # grid: every combination of choice params
     sampler_seed: int = 0
     final_iterations: int | None = Field(None, ge=1)  # exported configs; null: the base's
@@ -202,9 +204,9 @@ def check_spec(spec: SearchSpec, base: dict, base_name: str = "base") -> list[st
             out.append("sampler: grid needs every parameter as an unconditional choice")
         elif spec.budget.num_samples != size:
             out.append(f"budget.num_samples: {spec.budget.num_samples} but the grid has {size} points")
-    if spec.storage.startswith("s3://") and spec.optuna_storage is None:
-        out.append("optuna_storage: needed with s3:// storage — a journal file on a shared "
-                   "filesystem (journal:/mnt/nfs/optuna.log) or an RDB URL (postgresql://...)")
+    if "://" in spec.storage and not re.match(r"^(s3|gs|file|abfss?|hdfs)://\S", spec.storage):
+        out.append(f"storage: {spec.storage!r} is not a storage URI Ray Tune can write — use a "
+                   "directory, s3://bucket/prefix, gs://bucket/prefix or file:///abs/path")
     if out:
         return out
     return _check_configs(spec, base)
@@ -297,6 +299,18 @@ def _suggest(trial, key: str, p: Param) -> Any:
     if p.type == "int":
         return trial.suggest_int(key, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
     return trial.suggest_float(key, p.low, p.high, step=p.step, log=p.log)
+
+
+def distribution(p: Param | dict):
+    """The Optuna distribution ``_suggest`` samples from (for importance over stored trials)."""
+    import optuna.distributions as od
+
+    p = Param.model_validate(p) if isinstance(p, dict) else p
+    if p.type == "choice":
+        return od.CategoricalDistribution(p.values)
+    if p.type == "int":
+        return od.IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
+    return od.FloatDistribution(p.low, p.high, log=p.log, step=p.step)
 
 
 def grid(spec: SearchSpec, points: int) -> list[dict]:

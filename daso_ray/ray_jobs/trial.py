@@ -20,7 +20,7 @@ from ray import tune
 
 from daso_ray.config import to_dict
 from daso_ray.engine.loop import Trainer
-from daso_ray.ray_jobs.space import TUNE_KEYS, Scenario, SearchSpec, compose
+from daso_ray.ray_jobs.space import RECALL_KEYS, TUNE_KEYS, Scenario, SearchSpec, compose
 
 
 def aggregate(spec: SearchSpec, per_run: dict[tuple[str, int], dict], step: int) -> dict:
@@ -33,6 +33,10 @@ def aggregate(spec: SearchSpec, per_run: dict[tuple[str, int], dict], step: int)
         for key in {k for m in runs for k in m if k in TUNE_KEYS or k.startswith("train/loss")}:
             vals = [m[key] for m in runs if key in m]
             out[f"{scn}/{key}"] = statistics.fmean(vals)
+        for key in RECALL_KEYS:  # per-class recall (head -> tail) for the report, mean over seeds
+            rows = [m[key] for m in runs if key in m]
+            if rows:
+                out[f"{scn}/{key}"] = [round(statistics.fmean(c), 3) for c in zip(*rows, strict=True)]
     targets = [(spec.objective.metric, spec.objective.mode)]
     targets += [(e.metric, e.mode) for e in spec.objective.extra]
     for i, (metric, mode) in enumerate(targets):

@@ -18,6 +18,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from daso_ray import storage
 from daso_ray.errors import UserError
 from daso_ray.ray_jobs.space import SearchSpec, SuggestSpace, objective_names, trial_iterations
 from daso_ray.ray_jobs.trial import ddp_trial, single_trial
@@ -40,8 +41,10 @@ def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
 
 
 def optuna_storage(spec: SearchSpec, run_dir: str):
-    """An Optuna storage instance: sqlite in a local run dir unless ``optuna_storage`` says."""
-    url = spec.optuna_storage or f"sqlite:///{Path(run_dir) / 'optuna.db'}"
+    """An Optuna storage instance: sqlite in the run dir unless ``optuna_storage`` says. For a
+    storage URI the sqlite file lives in the driver's local mirror: only the driver samples."""
+    local = storage.mirror_of(run_dir) if storage.is_remote(run_dir) else Path(run_dir)
+    url = spec.optuna_storage or f"sqlite:///{local / 'optuna.db'}"
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -62,7 +65,7 @@ def _trainable(spec: SearchSpec, base: dict, scenarios: list, run_dir: str):
         fn = functools.partial(single_trial, spec=spec, base=base, scenarios=scenarios)
         return tune.with_resources(fn, {"cpu": res.cpu, "gpu": res.gpu})
     fn = functools.partial(ddp_trial, spec=spec, base=base, scenario=scenarios[0],
-                           storage=str(Path(run_dir) / "_train"))
+                           storage=storage.join(run_dir, "_train"))
     # The trial actor only drives Train: a sliver of CPU; the workers hold the real resources.
     return tune.with_resources(fn, {"cpu": 0.01})
 
@@ -96,11 +99,11 @@ def _tuner(spec: SearchSpec, base: dict, study: str, scenarios: list, run_dir: s
 def run_studies(spec: SearchSpec, base: dict, run_dir: str, resume: bool) -> None:
     """Run (or continue) every study in turn; a finished study is not re-run."""
     for study, scenarios in studies(spec).items():
-        path = str(Path(run_dir) / study)
+        path = storage.join(run_dir, study)
         trainable = _trainable(spec, base, scenarios, run_dir)
         if resume and tune.Tuner.can_restore(path):
             tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
-        elif Path(path).exists() and any(Path(path).iterdir()):
+        elif storage.exists(path):
             raise UserError(f"{path} holds an unfinished study — continue it with --resume")
         else:
             tuner = _tuner(spec, base, study, scenarios, run_dir)

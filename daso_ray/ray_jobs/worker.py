@@ -17,6 +17,7 @@ from ray.train.torch import TorchTrainer
 from daso_ray.config import from_dict
 from daso_ray.dist import Collective
 from daso_ray.engine.loop import Trainer
+from daso_ray.ray_jobs.space import RECALL_KEYS
 
 
 def worker_loop(config: dict) -> None:
@@ -33,7 +34,8 @@ def worker_loop(config: dict) -> None:
     scenario, objective = config.get("scenario"), config.get("objective")
 
     def report(metrics: dict, ckpt: str | None) -> None:
-        out = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+        out = {k: v for k, v in metrics.items()
+               if isinstance(v, int | float) or k in RECALL_KEYS}
         if scenario is not None:  # the same names as single-mode trials
             out = {"step": metrics["step"], **{f"{scenario}/{k}": v for k, v in out.items()}}
             out["objective"] = metrics.get(objective["metric"], float("nan"))
