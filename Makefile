@@ -67,9 +67,11 @@ test-cluster: setup
 lint: setup
 	$(BIN)/ruff check daso_ray tests benchmarks
 
+# P1-P7 side by side -> benchmarks/results/latest.json. `make bench BENCH_ARGS=--quick` (< 5 min, CPU);
+# on a GPU machine: `make bench BENCH_ARGS="--device cuda"`.
+BENCH_ARGS ?=
 bench: setup
-	$(BIN)/python -m benchmarks.loaders
-	$(BIN)/python -m benchmarks.step
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) data/digits .pytest_cache

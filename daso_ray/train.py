@@ -35,9 +35,9 @@ def run_one(cfg: Config, out: Path, resume: Path | None = None, report=None) -> 
     if resume is not None and cfg.data.loader == "ffcv":
         print("note: FFCV stream positions are not checkpointed; the resumed run sees other batches "
               "than an uninterrupted one (data.loader: torch resumes bit-identically)")
+    trainer = Trainer(cfg, out, report or _print_report(cfg))  # data/model errors: nothing written
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    trainer = Trainer(cfg, out, report or _print_report(cfg))
     if resume is not None:
         trainer.resume(resume)
         print(f"resumed {out} at iteration {trainer.step}")

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+import yaml
 
 from daso_ray.leaderboard import leaderboard
 from tests.search_helpers import (
@@ -155,3 +156,49 @@ def test_report_renders_in_headless_chromium(smoke_run, tmp_path):
     assert f"winner {best['trial_id']} c9: {recall[9]:.3g}" in dom
     assert ink_fraction(png) > 0.01  # not a blank page: text, tables and axes drawn
     assert colour_fraction(png) > 0.001  # and the charts' coloured lines and bars
+
+
+def _rows(run_dir) -> list[dict]:
+    (res,) = (run_dir / "consistent").glob("*/result.json")
+    return [json.loads(ln) for ln in res.read_text().splitlines() if ln.strip()]
+
+
+def test_kill9_trial_worker_resumes_from_checkpoint_with_identical_metrics(cluster, digits_root,
+                                                                              tmp_path):
+    """SIGKILL of the trial's process after its first checkpoint: Tune restarts it from that
+    checkpoint, and its final metrics equal those of the same trial run without interruption."""
+    base = write_base(tmp_path, digits_root)
+    raw = yaml.safe_load(base.read_text())
+    raw["run"].update(iterations=160, eval_period=20, checkpoint_period=40)
+    base.write_text(yaml.safe_dump(raw))
+    fixed = {"optim.lr": {"type": "choice", "values": [0.03]},
+             "algorithm.daso.t_proto": {"type": "choice", "values": [0.1]}}
+    spec = search_dict(tmp_path / "runs", params=fixed,
+                       budget={"num_samples": 1, "iterations": 160, "max_failures": 2})
+    file = write_search(tmp_path, spec)
+    clean = run(search_cmd(file, cluster, "--name", "clean"))
+    assert clean.returncode == 0, clean.stderr[-3000:]
+
+    proc = subprocess.Popen(search_cmd(file, cluster, "--name", "killed"), env=run_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_dir = tmp_path / "runs" / "killed"
+    deadline, victim = time.time() + 300, None
+    while victim is None and time.time() < deadline:
+        try:
+            rows = _rows(run_dir)
+        except (ValueError, FileNotFoundError):
+            rows = []
+        if rows and rows[-1]["step"] >= 60:  # the step-40 checkpoint is in Tune's storage
+            victim = rows[-1]["pid"]
+        time.sleep(0.2)
+    assert victim is not None, "the trial never got past its first checkpoint"
+    os.kill(victim, signal.SIGKILL)
+    assert proc.wait(timeout=600) == 0
+
+    rows, ref = _rows(run_dir), _rows(tmp_path / "runs" / "clean")
+    steps = [r["step"] for r in rows]
+    assert steps[-1] == 160 and steps != sorted(set(steps)), steps  # restarted from a checkpoint
+    assert rows[0]["pid"] != rows[-1]["pid"]
+    keys = [k for k in ref[-1] if k.startswith("consistent/") and "perf/" not in k]
+    assert keys and {k: rows[-1][k] for k in keys} == {k: ref[-1][k] for k in keys}
+    assert rows[-1]["objective"] == ref[-1]["objective"]

@@ -9,6 +9,7 @@ rename), so a crash mid-write never leaves a half checkpoint and the previous on
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 from pathlib import Path
 
@@ -26,7 +27,17 @@ def save(run_dir: Path, step: int, state: dict, keep: int = 2) -> Path:
     tmp = root / f".tmp_step_{step:08d}_{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    torch.save(state, tmp / STATE)
+    try:
+        with open(tmp / STATE, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename publishes it
+    except OSError as e:  # disk full, quota, I/O error: the previous checkpoint stays the newest
+        shutil.rmtree(tmp, ignore_errors=True)
+        prev = latest(run_dir)
+        raise UserError(f"checkpoint write failed in {root} ({e.strerror or e}) — free disk space "
+                        f"there, then --resume {run_dir} continues from "
+                        f"{prev.name if prev else 'the start'}") from e
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -48,11 +59,25 @@ def load(path: Path, device="cpu") -> dict:
     """
     path = Path(path)
     if (path / "checkpoints").is_dir():
-        found = latest(path)
-        if found is None:
+        found = sorted(p for p in (path / "checkpoints").glob("step_*") if (p / STATE).is_file())
+        if not found:
             raise UserError(f"--resume: {path} has no complete checkpoint yet — start a new run")
-        path = found
+        for older in reversed(found[1:]):  # an unreadable newest one falls back to the one before
+            try:
+                return _read(older / STATE, device)
+            except UserError as e:
+                print(f"note: {e}; trying the previous checkpoint")
+        path = found[0]
     file = path / STATE
     if not file.is_file():
         raise UserError(f"--resume: {file} not found — pass a run directory or a checkpoint directory")
-    return torch.load(file, map_location=device, weights_only=True)
+    return _read(file, device)
+
+
+def _read(file: Path, device) -> dict:
+    try:
+        return torch.load(file, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{file}: not a readable checkpoint ({first[:120]}) — it is corrupt or "
+                        "truncated; resume from an earlier checkpoint directory") from e

@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from daso_ray.config import ModelConfig
+from daso_ray.errors import UserError
 
 WRN = {"wrn28_2": (28, 2), "wrn10_1": (10, 1), "wrn16_2": (16, 2)}
 
@@ -13,7 +14,11 @@ def build_model(cfg: ModelConfig, num_classes: int, balanced_head: bool = False)
     """A network with ``forward(x) -> (logits, z)``, ``features(x)``, ``fc`` and optional ``fc_bal``.
 
     ``fc_bal`` is the second linear head of ACR/SeMi (peers.md §6), Xavier-initialised like ``fc``.
+    ``num_classes`` comes from the prepared data; ``model.num_classes``, when set, must agree.
     """
+    if cfg.num_classes is not None and cfg.num_classes != num_classes:
+        raise UserError(f"model.num_classes: {cfg.num_classes} but the data has {num_classes} classes "
+                        "— remove model.num_classes (it is derived from the data) or fix data.root")
     if cfg.arch in WRN:
         from daso_ray.models.wrn import WideResNet
 
