@@ -209,7 +209,7 @@ def check_spec(spec: SearchSpec, base: dict, base_name: str = "base") -> list[st
                    "directory, s3://bucket/prefix, gs://bucket/prefix or file:///abs/path")
     if out:
         return out
-    return _check_configs(spec, base)
+    return _check_configs(spec, base_with_set(spec, base))  # trials see base + set + params
 
 
 def _is_config_path(key: str) -> bool:
