@@ -13,8 +13,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -45,6 +48,9 @@ def sshd(tmp_path_factory):
     """A throw-away sshd on loopback port 22 accepting one throw-away key; yields the key path."""
     if os.geteuid() != 0 or not Path("/usr/sbin/sshd").exists() or not shutil.which("rsync"):
         pytest.skip("needs root, openssh-server and rsync (make test-cluster installs them)")
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 22)) == 0:
+            pytest.skip("port 22 on loopback is taken by another sshd")
     d = tmp_path_factory.mktemp("sshd")
     for name in ("host_key", "id"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
@@ -57,7 +63,7 @@ def sshd(tmp_path_factory):
     subprocess.run(["kill", pid], check=False)
 
 
-def loopback_config(key: Path, work: Path) -> dict:
+def loopback_config(key: Path, work: Path, worker_tmp: Path) -> dict:
     cfg = yaml.safe_load((ROOT / "cluster.local.yaml").read_text())
     cfg["cluster_name"] = "daso-ray-loopback"
     cfg["provider"].update(head_ip="127.0.0.1", worker_ips=["127.0.0.2"])
@@ -73,7 +79,8 @@ def loopback_config(key: Path, work: Path) -> dict:
     # One host: the worker gets its own IP and temp dir and must not `ray stop` the head (§3.10).
     cfg["worker_start_ray_commands"] = [
         c.replace("~/daso_ray/.venv/bin/ray", ray) + f" --node-ip-address=127.0.0.2 --num-cpus=2"
-        f" --temp-dir={work}/ray-worker" for c in cfg["worker_start_ray_commands"] if c != "ray stop"]
+        f" --temp-dir={worker_tmp}" for c in cfg["worker_start_ray_commands"]
+        if not c.endswith("ray stop")]
     return cfg
 
 
@@ -106,6 +113,19 @@ def wait_for(url: str, token: str, timeout: float) -> None:
     pytest.fail(f"{url} not reachable through the dashboard tunnel")
 
 
+def wait_for_nodes(url: str, token: str, n: int, timeout: float) -> None:
+    """Until the state API lists n ALIVE nodes (the worker is started by the head's autoscaler)."""
+    deadline, alive = time.time() + timeout, 0
+    while time.time() < deadline:
+        code, body = api(url, token)
+        alive = json.dumps(body).count('"ALIVE"') if code == 200 else 0
+        if alive >= n:
+            return
+        time.sleep(2)
+    pytest.fail(f"{alive} of {n} nodes alive after {timeout:.0f} s — see the head's "
+                "/tmp/ray/session_latest/logs/monitor.* for the worker's start commands")
+
+
 def test_ray_up_submit_search_and_down(sshd, tmp_path):
     t0 = time.time()
     token_file = Path.home() / ".ray" / "auth_token"
@@ -113,16 +133,20 @@ def test_ray_up_submit_search_and_down(sshd, tmp_path):
         ray_cli("get-auth-token", "--generate")
     token = token_file.read_text().strip()
     cfg_file = tmp_path / "cluster.yaml"
-    cfg_file.write_text(yaml.safe_dump(loopback_config(sshd, tmp_path)))
+    # Ray's socket paths must stay under 107 bytes: a short temp dir for the worker raylet.
+    worker_tmp = Path(tempfile.mkdtemp(prefix="rw", dir="/tmp"))
+    cfg_file.write_text(yaml.safe_dump(loopback_config(sshd, tmp_path, worker_tmp)))
     tunnel = None
     try:
         ray_cli("up", "-y", "--no-config-cache", str(cfg_file), timeout=600)
         port = 18265
         tunnel = subprocess.Popen([str(VENV_BIN / "ray"), "dashboard", "--port", str(port),
-                                   str(cfg_file)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   str(cfg_file)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)  # its ssh child goes with the group
         base = f"http://127.0.0.1:{port}"
         wait_for(f"{base}/api/version", token, 60)
         assert api(f"{base}/api/version", None)[0] == 401  # token auth is on
+        wait_for_nodes(f"{base}/api/v0/nodes", token, 2, 180)  # the autoscaler started the worker
         storage = tmp_path / "shared"
         entry = (f"{VENV_BIN}/python -m daso_ray.prepare digits --out data/digits && "
                  f"{VENV_BIN}/python -m daso_ray.search search_spaces/digits_lt.yaml --smoke "
@@ -132,7 +156,7 @@ def test_ray_up_submit_search_and_down(sshd, tmp_path):
                       "--submission-id", f"loop-{int(t0)}", "--", "bash", "-c", entry, cwd=ROOT)
         assert f"loop-{int(t0)}" in sub.stdout + sub.stderr
         status = "PENDING"
-        deadline = time.time() + 900
+        deadline = time.time() + 600
         while status not in ("SUCCEEDED", "FAILED", "STOPPED") and time.time() < deadline:
             time.sleep(3)
             status = api(f"{base}/api/jobs/loop-{int(t0)}", token)[1].get("status", status)
@@ -145,6 +169,12 @@ def test_ray_up_submit_search_and_down(sshd, tmp_path):
         assert hosts == {"127.0.0.2"}, hosts  # trials ran on the worker, none on the driver head
     finally:
         if tunnel is not None:
-            tunnel.terminate()
+            os.killpg(tunnel.pid, signal.SIGTERM)
+        # `ray down` runs a bare `ray stop` on the head, which finds ray through the venv that the
+        # shipped setup puts in ~/.bashrc; this test leaves ~/.bashrc alone, so stop it explicitly.
+        # (On one host the head's autoscaler shares the provider state file with `ray down` and
+        # would otherwise relaunch the worker it is told to terminate.)
+        ray_cli("exec", str(cfg_file), f"{VENV_BIN}/ray stop --force", timeout=120)
         ray_cli("down", "-y", str(cfg_file), timeout=300)
+        shutil.rmtree(worker_tmp, ignore_errors=True)
     print(f"\nloopback ray up -> search -> down: {time.time() - t0:.0f} s")
