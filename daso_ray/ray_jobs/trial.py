@@ -47,10 +47,19 @@ def aggregate(spec: SearchSpec, per_run: dict[tuple[str, int], dict], step: int)
     return out
 
 
-def single_trial(config: dict, spec: SearchSpec, base: dict, scenarios: list[Scenario]) -> None:
+def _runs_dir(runs_root: str | None) -> Path:
+    """Where a trial's runs write: ``<runs_root>/trial_<id>/runs`` (shared storage) or Tune's
+    local trial folder."""
+    ctx = tune.get_context()
+    root = Path(runs_root) / f"trial_{ctx.get_trial_id()}" if runs_root else Path(ctx.get_trial_dir())
+    return root / "runs"
+
+
+def single_trial(config: dict, spec: SearchSpec, base: dict, scenarios: list[Scenario],
+                 runs_root: str | None = None) -> None:
     """Tune function trainable; ``config`` holds the sampled parameters by config path."""
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
-    trial_dir = Path(tune.get_context().get_trial_dir())
+    runs = _runs_dir(runs_root)
     latest: dict[tuple[str, int], dict] = {}
     saved: dict[tuple[str, int], str] = {}
     trainers = {}
@@ -64,7 +73,7 @@ def single_trial(config: dict, spec: SearchSpec, base: dict, scenarios: list[Sce
                 if ckpt:
                     saved[key] = ckpt
 
-            trainers[key] = Trainer(cfg, trial_dir / "runs" / _run_name(key), report)
+            trainers[key] = Trainer(cfg, runs / _run_name(key), report)
     _restore(trainers)
     first = next(iter(trainers.values()))
     period, iters = first.cfg.run.eval_period, first.cfg.run.iterations
@@ -74,7 +83,7 @@ def single_trial(config: dict, spec: SearchSpec, base: dict, scenarios: list[Sce
         saved.clear()
         for tr in trainers.values():
             tr.advance(step)
-        ckpt = _tune_checkpoint(trial_dir, saved) if len(saved) == len(trainers) else None
+        ckpt = _tune_checkpoint(runs, saved) if len(saved) == len(trainers) else None
         try:
             tune.report(aggregate(spec, latest, step), checkpoint=ckpt)
         finally:
@@ -89,17 +98,19 @@ def _run_name(key: tuple[str, int]) -> str:
 def _restore(trainers: dict) -> None:
     """A retried trial continues every run from the trial's last Tune checkpoint."""
     ckpt = tune.get_checkpoint()
-    if ckpt is None:
+    if ckpt is None:  # a first attempt, or a retry that died before its first checkpoint
+        for tr in trainers.values():
+            (tr.run_dir / "metrics.jsonl").unlink(missing_ok=True)
         return
     with ckpt.as_directory() as d:
         for key, tr in trainers.items():
             tr.resume(Path(d) / _run_name(key))
 
 
-def _tune_checkpoint(trial_dir: Path, saved: dict) -> tune.Checkpoint:
+def _tune_checkpoint(runs: Path, saved: dict) -> tune.Checkpoint:
     """One directory with every run's ``state.pt`` (hard links where possible); Tune copies it
     into the trial's storage before ``report`` returns, so the staging dir is removed after."""
-    stage = Path(tempfile.mkdtemp(prefix=".tune_ckpt_", dir=trial_dir))
+    stage = Path(tempfile.mkdtemp(prefix=".tune_ckpt_", dir=runs))  # beside state.pt: hard links
     for key, src in saved.items():
         dst = stage / _run_name(key)
         dst.mkdir()
@@ -110,15 +121,15 @@ def _tune_checkpoint(trial_dir: Path, saved: dict) -> tune.Checkpoint:
     return tune.Checkpoint.from_directory(str(stage))
 
 
-def ddp_trial(config: dict, spec: SearchSpec, base: dict, scenario: Scenario, storage: str) -> None:
+def ddp_trial(config: dict, spec: SearchSpec, base: dict, scenario: Scenario, storage: str,
+              runs_root: str | None = None) -> None:
     """Tune function trainable that drives one Ray Train run (W DDP workers) for one scenario."""
     from daso_ray.ray_jobs.worker import fit_distributed
 
     cfg = compose(spec, base, config, scenario, seed=0)
     tid = tune.get_context().get_trial_id()
-    trial_dir = Path(tune.get_context().get_trial_dir())
     res = spec.resources
-    fit_distributed(to_dict(cfg), str(trial_dir / "runs" / _run_name((scenario.name, 0))),
+    fit_distributed(to_dict(cfg), str(_runs_dir(runs_root) / _run_name((scenario.name, 0))),
                     workers=res.workers, gpu=res.gpu > 0, cpu=res.cpu, name=f"train-{tid}",
                     storage=storage, scenario=scenario.name, objective=spec.objective.model_dump(),
                     in_tune=True)

@@ -59,13 +59,19 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _trainable(spec: SearchSpec, base: dict, scenarios: list, run_dir: str):
+def _trainable(spec: SearchSpec, base: dict, study: str, scenarios: list, run_dir: str):
     res = spec.resources
+    # Each run's files (metrics.jsonl, checkpoints) go straight into the trial's folder of a
+    # directory storage, which every node shares. (Tune's get_trial_dir() is a staging folder on
+    # the driver, synced only now and then and not at all from other nodes.) With a URI storage
+    # they stay on the trial's node; Tune checkpoints and results carry what matters.
+    runs_root = None if storage.is_remote(run_dir) else storage.join(run_dir, study)
     if res.mode == "single":
-        fn = functools.partial(single_trial, spec=spec, base=base, scenarios=scenarios)
+        fn = functools.partial(single_trial, spec=spec, base=base, scenarios=scenarios,
+                               runs_root=runs_root)
         return tune.with_resources(fn, {"cpu": res.cpu, "gpu": res.gpu})
     fn = functools.partial(ddp_trial, spec=spec, base=base, scenario=scenarios[0],
-                           storage=storage.join(run_dir, "_train"))
+                           storage=storage.join(run_dir, "_train"), runs_root=runs_root)
     # The trial actor only drives Train: a sliver of CPU; the workers hold the real resources.
     return tune.with_resources(fn, {"cpu": 0.01})
 
@@ -83,7 +89,7 @@ def _tuner(spec: SearchSpec, base: dict, study: str, scenarios: list, run_dir: s
         scheduler = ASHAScheduler(time_attr="step", metric="objective", mode=spec.objective.mode,
                                   max_t=iters, grace_period=a.grace, reduction_factor=a.reduction)
     return tune.Tuner(
-        _trainable(spec, base, scenarios, run_dir),
+        _trainable(spec, base, study, scenarios, run_dir),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
                                     num_samples=spec.budget.num_samples,
                                     max_concurrent_trials=spec.budget.max_concurrent,
@@ -100,7 +106,7 @@ def run_studies(spec: SearchSpec, base: dict, run_dir: str, resume: bool) -> Non
     """Run (or continue) every study in turn; a finished study is not re-run."""
     for study, scenarios in studies(spec).items():
         path = storage.join(run_dir, study)
-        trainable = _trainable(spec, base, scenarios, run_dir)
+        trainable = _trainable(spec, base, study, scenarios, run_dir)
         if resume and tune.Tuner.can_restore(path):
             tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
         elif storage.exists(path):
