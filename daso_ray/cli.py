@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-COMMANDS = {"prepare": "daso_ray.prepare", "train": "daso_ray.train"}
+COMMANDS = {name: f"daso_ray.{name}" for name in ("prepare", "train", "search", "export", "report")}
 
 
 def main(argv: list[str] | None = None) -> int:
