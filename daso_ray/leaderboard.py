@@ -40,7 +40,7 @@ def read_trials(study_dir: Path) -> list[dict]:
         curve = {int(r["step"]): r.get("objective") for r in lines if "step" in r}
         out.append({"trial_id": lines[-1].get("trial_id", res.parent.name), "dir": str(res.parent),
                     "params": params, "step": max(curve) if curve else 0,
-                    "last": lines[-1], "curve": sorted(curve.items()), "rows": lines})
+                    "last": lines[-1], "curve": sorted(curve.items())})
     return out
 
 
@@ -74,18 +74,19 @@ def format_board(board: dict, meta: dict, top: int = 5) -> str:
         n_done, n_stop = len(b["finished"]), len(b["stopped"])
         lines.append(f"\n[{study}] {n_done} finished, {n_stop} stopped early by ASHA")
         for i, t in enumerate(b["finished"][:top], start=1):
-            lines.append(f"  {i}. {_fmt(t['last'].get('objective'))}  {t['trial_id']}  {_params(t)}")
+            lines.append(f"  {i}. {fmt(t['last'].get('objective'))}  {t['trial_id']}  {params_text(t)}")
         for t in b["stopped"][:top]:
-            lines.append(f"  -  {_fmt(t['last'].get('objective'))} at step {t['step']}  "
-                         f"{t['trial_id']}  {_params(t)}")
+            lines.append(f"  -  {fmt(t['last'].get('objective'))} at step {t['step']}  "
+                         f"{t['trial_id']}  {params_text(t)}")
     return "\n".join(lines)
 
 
-def _params(t: dict) -> str:
-    return "  ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in sorted(t["params"].items()))
+def params_text(t: dict, sep: str = "  ") -> str:
+    """A trial's parameters by their last name: ``t_proto=0.101  queue_length=16``."""
+    return sep.join(f"{k.split('.')[-1]}={fmt(v)}" for k, v in sorted(t["params"].items()))
 
 
-def _fmt(v) -> str:
+def fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}" if abs(v) < 1e-2 or abs(v) >= 1e4 else f"{v:.2f}" if abs(v) >= 1 else f"{v:.3f}"
     return str(v)

@@ -18,7 +18,7 @@ from pathlib import Path
 from daso_ray import storage, svg
 from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError, cli_entry
-from daso_ray.leaderboard import _fmt, leaderboard, read_meta
+from daso_ray.leaderboard import fmt, leaderboard, params_text, read_meta
 
 TEST = "eval/top1_median20"
 GROUPS = ("eval/head_acc", "eval/medium_acc", "eval/tail_acc")
@@ -34,7 +34,7 @@ def scenarios_of(study: str, meta: dict) -> list[str]:
 
 
 def num(v) -> str:
-    return _fmt(v) if isinstance(v, int | float) and math.isfinite(v) else "–"
+    return fmt(v) if isinstance(v, int | float) and math.isfinite(v) else "–"
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -46,10 +46,6 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 def left(text: str) -> str:
     return f'<td class="l">{escape(text)}</td>'
-
-
-def params_text(t: dict) -> str:
-    return ", ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in sorted(t["params"].items()))
 
 
 def leaderboard_section(board: dict, meta: dict, top: int = 10) -> str:
@@ -72,7 +68,7 @@ def leaderboard_section(board: dict, meta: dict, top: int = 10) -> str:
 def _row(rank: str, t: dict, scns: list[str]) -> list[str]:
     tests = [num(t["last"].get(f"{s}/{TEST}")) for s in scns]
     return [rank, t["trial_id"], num(t["last"].get("objective")), str(t["step"]), *tests,
-            left(params_text(t))]
+            left(params_text(t, ", "))]
 
 
 def curves_section(board: dict) -> str:

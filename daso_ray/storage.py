@@ -58,7 +58,7 @@ def upload(local: Path, uri: str) -> None:
 
 
 def download(uri: str, local: Path) -> Path:
-    """Mirror a remote run directory into ``local`` (files newer remotely overwrite)."""
+    """Mirror a remote run directory into ``local`` (remote files replace local ones)."""
     import pyarrow.fs as pafs
 
     fs, path = _fs(uri)

@@ -46,9 +46,14 @@ def save(run_dir: Path, step: int, state: dict, keep: int = 2) -> Path:
     return final
 
 
+def complete(run_dir: Path) -> list[Path]:
+    """A run's complete checkpoint directories, oldest first."""
+    return sorted(p for p in (Path(run_dir) / "checkpoints").glob("step_*") if (p / STATE).is_file())
+
+
 def latest(run_dir: Path) -> Path | None:
     """Newest complete checkpoint directory of a run, or None."""
-    found = sorted(p for p in (Path(run_dir) / "checkpoints").glob("step_*") if (p / STATE).is_file())
+    found = complete(run_dir)
     return found[-1] if found else None
 
 
@@ -59,7 +64,7 @@ def load(path: Path, device="cpu") -> dict:
     """
     path = Path(path)
     if (path / "checkpoints").is_dir():
-        found = sorted(p for p in (path / "checkpoints").glob("step_*") if (p / STATE).is_file())
+        found = complete(path)
         if not found:
             raise UserError(f"--resume: {path} has no complete checkpoint yet — start a new run")
         for older in reversed(found[1:]):  # an unreadable newest one falls back to the one before
