@@ -134,6 +134,9 @@ class RunConfig(Strict):
     amp: bool = True  # bf16 autocast, CUDA only
     channels_last: bool = True  # CUDA only
     compile: bool = False
+    # CUDA only: deterministic kernels (cuDNN, cuBLAS, scatter) for bit-reproducible runs and
+    # resumes; off, cuDNN benchmarks kernels for the fixed shapes and TF32 matmuls are allowed.
+    deterministic: bool = False
     sync_bn: bool = True  # SyncBatchNorm across data-parallel ranks on CUDA (specs/daso.md §6.1)
     out_dir: str = "runs/default"
 

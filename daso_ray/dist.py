@@ -72,8 +72,14 @@ class Collective:
         EMA teacher, the evaluation and the checkpoint agree across ranks without SyncBN."""
         if not self.active:
             return
+        groups: dict[torch.dtype, list[torch.Tensor]] = {}
         for t in tensors:
-            tdist.broadcast(t.data, src=0)
+            groups.setdefault(t.dtype, []).append(t.data)
+        for same in groups.values():  # one collective per dtype, not one per tensor
+            flat = torch.cat([t.reshape(-1) for t in same])
+            tdist.broadcast(flat, src=0)
+            torch._foreach_copy_(same, [v.view_as(t) for v, t in zip(
+                flat.split([t.numel() for t in same]), same, strict=True)])
 
 
 LOCAL = Collective()

@@ -105,7 +105,7 @@ def test_mhat_replaced_every_period_not_smoothed():
 
 
 def test_queue_fifo_per_class_and_prototypes():
-    q = FeatureQueue(3, 2, torch.tensor([3, 3, 3]), "cpu")
+    q = FeatureQueue(3, 2, [3, 3, 3], "cpu")
     f = torch.arange(16, dtype=torch.float32).view(8, 2)
     q.push(f[:5], torch.tensor([0, 1, 0, 0, 0]))  # class 0 gets rows 0,2,3,4 -> keeps 2,3,4
     assert torch.equal(q.contents(0), f[[2, 3, 4]])
@@ -140,13 +140,16 @@ def test_unlabeled_loss_divides_by_full_batch_and_la():
 
 def test_semi_memory_bank_keeps_most_confident_and_decays_stale():
     bank = MemoryBank(2, slots=2, dim=1, device="cpu")
-    bank.push(torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([0, 0, 0]), torch.tensor([0.5, 0.9, 0.7]))
+    yes = torch.ones(4, dtype=torch.bool)
+    bank.push(torch.tensor([[1.0], [2.0], [3.0], [9.0]]), torch.tensor([0, 0, 0, 1]),
+              torch.tensor([0.5, 0.9, 0.7, 0.99]), torch.tensor([True, True, True, False]))
     assert sorted(bank.feat[0, :, 0].tolist()) == [2.0, 3.0]
+    assert bank.feat[1].eq(0).all() and not bank.fresh[1].any()  # the invalid candidate: no slot
     protos, filled = bank.prototypes()
     assert filled.tolist() == [True, False] and protos[0, 0].item() == pytest.approx(2.5)
     bank.decay(0.5)  # both fresh: untouched, flags cleared
     assert sorted(bank.conf[0].tolist()) == pytest.approx([0.7, 0.9])
-    bank.push(torch.tensor([[4.0]]), torch.tensor([0]), torch.tensor([0.8]))  # evicts 0.7
+    bank.push(torch.tensor([[4.0]]), torch.tensor([0]), torch.tensor([0.8]), yes[:1])  # evicts 0.7
     bank.decay(0.5)  # 0.9 is stale now, 0.8 was refreshed
     assert sorted(bank.conf[0].tolist()) == pytest.approx([0.45, 0.8])
     assert sorted(bank.feat[0, :, 0].tolist()) == [2.0, 4.0]

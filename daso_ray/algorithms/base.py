@@ -37,11 +37,14 @@ class Context:
     seed: int = 0
     dist: Collective = LOCAL  # data-parallel collectives; identities in a single process (§6.1)
 
-    @property
-    def log_prior(self) -> torch.Tensor:
-        """log π_l, float [K] (labeled class frequencies, normalised to sum 1)."""
+    log_prior: torch.Tensor = field(init=False, repr=False)  # log π_l, float [K] on ``device``
+
+    def __post_init__(self) -> None:
+        """log π_l: labeled class frequencies normalised to sum 1, computed once — a host ->
+        device copy per step would stall a GPU step, and a lazy property would break a compiled
+        step's graph on its first call."""
         pi = self.labeled_counts.double() / self.labeled_counts.sum()
-        return pi.clamp_min(1e-12).log().float().to(self.device)
+        self.log_prior = pi.clamp_min(1e-12).log().float().to(self.device)
 
 
 @dataclass

@@ -26,8 +26,8 @@ class DASO(FixMatch):
         super().__init__(cfg, ctx)
         d, k = cfg.algorithm.daso, ctx.num_classes
         self.t_dist = cfg.resolved_t_dist()
-        cap = (torch.full((k,), d.queue_length) if d.balanced_queue
-               else (5 * ctx.labeled_counts).clamp_min(1))
+        cap = ([d.queue_length] * k if d.balanced_queue
+               else (5 * ctx.labeled_counts).clamp_min(1).tolist())  # host ints, read once
         self.queue: FeatureQueue | None = None  # built at the first push (D from the backbone)
         self._cap = cap
         self.dist = PLDistribution(k, d.dist_update_period, ctx.iterations, ctx.device,

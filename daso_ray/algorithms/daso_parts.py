@@ -20,30 +20,52 @@ class FeatureQueue:
     never seen keeps c_k = 0.
     """
 
-    def __init__(self, num_classes: int, dim: int, capacity: torch.Tensor, device,
+    def __init__(self, num_classes: int, dim: int, capacity: list[int], device,
                  normalize: bool = False):
-        self.normalize = normalize  # specs/daso.md §12 item 4: mean of unit features instead
-        self.capacity = capacity.long().to(device)  # [K]
-        self.buf = torch.zeros(num_classes, int(self.capacity.max()), dim, device=device)  # [K, L, D]
+        self.normalize = normalize  # mean of unit features instead (an option, not the paper's)
+        # capacity: Python ints, so building the queue inside a compiled step reads no tensor.
+        self.capacity = torch.tensor(capacity, dtype=torch.long, device=device)  # [K]
+        # [K, L + 1, D]: the ring buffers plus one spare slot that absorbs evicted writes (push).
+        self._store = torch.zeros(num_classes, max(capacity) + 1, dim, device=device)
         self.count = torch.zeros(num_classes, dtype=torch.long, device=device)  # filled slots
         self.ptr = torch.zeros(num_classes, dtype=torch.long, device=device)  # next write slot
         self.protos = torch.zeros(num_classes, dim, device=device)  # C [K, D]
 
-    @torch.no_grad()
     def push(self, feats: torch.Tensor, labels: torch.Tensor) -> None:
         """Append ``feats [n, D]`` to the queues of their ``labels [n]`` in batch order; then
-        recompute the prototypes of the classes present in this batch (others are kept)."""
-        if self.normalize:
-            feats = nn.functional.normalize(feats, dim=1, eps=1e-8)
-        for k in labels.unique().tolist():
-            f = feats[labels == k]
-            cap = int(self.capacity[k])
-            f = f[-cap:]  # older entries of this batch would be evicted by newer ones anyway
-            slots = (self.ptr[k] + torch.arange(len(f), device=f.device)) % cap
-            self.buf[k, slots] = f.to(self.buf.dtype)
-            self.ptr[k] = (self.ptr[k] + len(f)) % cap
-            self.count[k] = min(int(self.count[k]) + len(f), cap)
-            self.protos[k] = self.buf[k, : int(self.count[k])].mean(dim=0)
+        recompute the prototypes of the classes present in this batch (others are kept).
+
+        Vectorised over classes with fixed-size tensors only, so it never waits on the GPU: each
+        sample's rank among its class in this batch gives its slot; when a class brings more than
+        its capacity, the older entries (which the newer ones would evict anyway) are written to
+        a spare slot past the end of the buffer instead. Same result as the per-class FIFO of the
+        reference (ytaek-oh/daso, `lib/models/feature_queue.py`).
+        """
+        with torch.no_grad():  # a context, not a decorator: traceable inside a compiled step
+            if self.normalize:
+                feats = nn.functional.normalize(feats, dim=1, eps=1e-8)
+            k, cap = self.buf.shape[0], self.capacity
+            onehot = nn.functional.one_hot(labels, k)  # [n, K]
+            brought = onehot.sum(0)  # [K] samples of each class in this batch
+            rank = (onehot.cumsum(0) - 1).gather(1, labels.view(-1, 1)).squeeze(1)  # [n] 0-based
+            kept = rank - (brought - cap).clamp_min(0)[labels]  # < 0: evicted within this batch
+            slot = torch.where(kept >= 0, (self.ptr[labels] + kept) % cap[labels], self._spare)
+            self._store[labels, slot] = feats.to(self.buf.dtype)
+            taken = torch.minimum(brought, cap)
+            self.ptr = (self.ptr + taken) % cap
+            self.count = torch.minimum(self.count + taken, cap)
+            filled = torch.arange(self.buf.shape[1], device=labels.device) < self.count.view(-1, 1)
+            means = (self.buf * filled.unsqueeze(2)).sum(1) / self.count.clamp_min(1).view(-1, 1)
+            self.protos = torch.where((brought > 0).view(-1, 1), means, self.protos)
+
+    @property
+    def buf(self) -> torch.Tensor:
+        """The ring buffers [K, L, D] (a view without the spare slot)."""
+        return self._store[:, :-1]
+
+    @property
+    def _spare(self) -> int:
+        return self._store.shape[1] - 1
 
     def contents(self, k: int) -> torch.Tensor:
         """Q_k oldest -> newest, [count_k, D] (for tests and inspection)."""
@@ -56,15 +78,22 @@ class FeatureQueue:
                 "protos": self.protos.clone()}
 
     def load_state_dict(self, s: dict) -> None:
-        dev = self.buf.device
-        keys = ("buf", "count", "ptr", "protos")
-        self.buf, self.count, self.ptr, self.protos = (s[k].to(dev) for k in keys)
+        dev = self._store.device
+        buf = s["buf"].to(dev)
+        self._store = torch.cat([buf, torch.zeros_like(buf[:, :1])], dim=1)
+        self.count, self.ptr, self.protos = (s[k].to(dev) for k in ("count", "ptr", "protos"))
 
 
 def semantic_logits(z: torch.Tensor, protos: torch.Tensor, t_proto: float) -> torch.Tensor:
-    """cos(z, c_k) / T_proto, [n, K]; ε = 1e-8 makes a zero prototype score 0 (Eq. 2)."""
-    sim = nn.functional.cosine_similarity(z.unsqueeze(1), protos.unsqueeze(0), dim=2, eps=1e-8)
-    return sim / t_proto
+    """cos(z, c_k) / T_proto, [n, K] for z [n, D] and protos [K, D] (Eq. 2).
+
+    Normalise, then one matmul: O(n K + (n + K) D) memory, where ``cosine_similarity`` on
+    broadcast [n, K, D] inputs materialises n K D floats (~0.5 GB per call at Semi-Aves' K = 200,
+    D = 2048). ε = 1e-8 on each norm makes a zero prototype score 0.
+    """
+    zn = nn.functional.normalize(z, dim=1, eps=1e-8)
+    cn = nn.functional.normalize(protos, dim=1, eps=1e-8)
+    return zn @ cn.t() / t_proto
 
 
 def semantic_pl(z: torch.Tensor, protos: torch.Tensor, t_proto: float) -> torch.Tensor:
@@ -86,18 +115,18 @@ class PLDistribution:
 
         h is REPLACED by the window at (t+1) % period == 0 and t+1 < T_max — not smoothed.
         """
-        self.window += torch.bincount(pred, minlength=len(self.window))
+        # scatter_add into the fixed [K] window: bincount's output size depends on the data,
+        # which would make every step wait on the GPU.
+        self.window.scatter_add_(0, pred, torch.ones_like(pred))
         if (t + 1) % self.period == 0 and t + 1 < self.iterations:
             self.hist = self.reduce(self.window).clone()  # the window of the GLOBAL batch (§6.1)
             self.window.zero_()
 
     def upsilon(self, t_dist: float) -> torch.Tensor:
         """υ [K] = m̂^{1/T} / max_j m̂_j^{1/T} with m̂ = h / Σh (Eq. 3); all zeros before any count."""
-        total = self.hist.sum()
-        if total == 0:
-            return torch.zeros(len(self.hist), device=self.hist.device)
-        m = (self.hist.double() / total) ** (1.0 / t_dist)
-        return (m / m.max()).float()
+        # No branch on the count (a host sync): with h = 0, m = 0 and the clamp gives υ = 0.
+        m = (self.hist.double() / self.hist.sum().clamp_min(1)) ** (1.0 / t_dist)
+        return (m / m.max().clamp_min(torch.finfo(torch.float64).tiny)).float()
 
     def state_dict(self) -> dict:
         return {"hist": self.hist.clone(), "window": self.window.clone()}

@@ -115,12 +115,14 @@ class SeMi(Algorithm):
             self.center = 0.9 * self.center + 0.1 * self._ea_target_mean  # DINO-style centre
             self._ea_target_mean = None
         for f in feats_s:  # both strong views of every confident sample
-            self.bank.push(f.detach()[sel], yhat[sel], conf[sel])
+            self.bank.push(f.detach(), yhat, conf, sel)
         if (t + 1) % s.decay_step == 0:
             self.bank.decay(s.beta)
-        self.pl_counts += torch.bincount(yhat[sel], minlength=self.ctx.num_classes)
-        if (t + 1) % s.epoch_iters == 0 and self.pl_counts.sum() > 0:
-            self.pi_u = self.pl_counts.float() / self.pl_counts.sum()
+        # Fixed-size counting and no branch on the count: nothing here waits on the GPU.
+        self.pl_counts.scatter_add_(0, yhat, sel.long())
+        if (t + 1) % s.epoch_iters == 0:
+            total = self.pl_counts.sum()
+            self.pi_u = torch.where(total > 0, self.pl_counts.float() / total.clamp_min(1), self.pi_u)
 
     def state_dict(self):
         return {"bank": None if self.bank is None else self.bank.state_dict(), "center": self.center,

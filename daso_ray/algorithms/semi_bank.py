@@ -16,28 +16,35 @@ class MemoryBank:
         self.conf = torch.full((num_classes, slots), float("-inf"), device=device)  # [K, S]
         self.fresh = torch.zeros(num_classes, slots, dtype=torch.bool, device=device)
 
-    @torch.no_grad()
-    def push(self, feats: torch.Tensor, labels: torch.Tensor, conf: torch.Tensor) -> None:
-        """Offer candidates ``feats [n, D]`` of class ``labels [n]`` with confidence ``conf [n]``.
+    def push(self, feats: torch.Tensor, labels: torch.Tensor, conf: torch.Tensor,
+             valid: torch.Tensor) -> None:
+        """Offer candidates ``feats [n, D]`` of class ``labels [n]`` with confidence ``conf [n]``;
+        only those with ``valid [n]`` (bool) take part.
 
         "Replace the lowest slot if the candidate is more confident", applied candidate by
         candidate, always ends with the S most confident of (bank ∪ candidates); that top-S is
-        taken directly per class. New entries are marked refreshed.
+        taken directly, for every class at once with fixed-size tensors (no host sync): each
+        class ranks its S slots beside all n candidates, the others' masked to −inf. New entries
+        are marked refreshed; a slot left empty keeps a zero feature.
         """
-        s = self.conf.shape[1]
-        for k in labels.unique().tolist():
-            sel = labels == k
-            all_conf = torch.cat([self.conf[k], conf[sel].float()])
-            all_feat = torch.cat([self.feat[k], feats[sel].float()])
-            all_fresh = torch.cat([self.fresh[k], torch.ones(int(sel.sum()), dtype=torch.bool,
-                                                             device=all_conf.device)])
-            top = torch.topk(all_conf, s, sorted=True).indices
-            self.conf[k], self.feat[k], self.fresh[k] = all_conf[top], all_feat[top], all_fresh[top]
+        with torch.no_grad():  # a context, not a decorator: traceable in a compiled step
+            k, s = self.conf.shape
+            member = (labels.view(1, -1) == torch.arange(k, device=labels.device).view(-1, 1)) & valid
+            offered = torch.where(member, conf.float().view(1, -1), float("-inf"))  # [K, n]
+            top_conf, top = torch.topk(torch.cat([self.conf, offered], 1), s, dim=1, sorted=True)
+            from_bank = top < s  # [K, S]
+            bank_feat = self.feat.gather(1, top.clamp(max=s - 1).unsqueeze(2).expand_as(self.feat))
+            new_feat = feats.float()[(top - s).clamp_min(0)]  # [K, S, D]
+            filled = torch.isfinite(top_conf).unsqueeze(2)
+            self.feat = torch.where(from_bank.unsqueeze(2), bank_feat, new_feat * filled)
+            self.fresh = torch.where(from_bank, self.fresh.gather(1, top.clamp(max=s - 1)),
+                                     torch.isfinite(top_conf))
+            self.conf = top_conf
 
     def decay(self, beta: float) -> None:
         """Every ``decay_step`` iterations: slots not refreshed since the last decay lose β."""
         stale = ~self.fresh & torch.isfinite(self.conf)
-        self.conf[stale] *= beta
+        self.conf = torch.where(stale, self.conf * beta, self.conf)
         self.fresh.zero_()
 
     def prototypes(self) -> tuple[torch.Tensor, torch.Tensor]:

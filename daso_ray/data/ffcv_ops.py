@@ -3,6 +3,11 @@
 FFCV has no reflect-pad crop (its RandomTranslate fills with a constant) and no RandAugment, so the
 weak view is one numba Operation here, and the strong view's RandAugment + Cutout run batched on the
 device after ``ToTensor`` (platform.md §2.5).
+
+On a CUDA training device the train pipelines end in FFCV's ``ToDevice(non_blocking=True)``, as in
+FFCV's ImageNet example (github.com/libffcv/ffcv-imagenet, ``train_imagenet.py``): the copy runs on
+FFCV's own CUDA stream and its output slots are recycled, so every consumer (``loaders.Views``) copies
+what it keeps. FFCV is not installed on the GPU test machine, so this branch has not run on a GPU.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import torch
 from ffcv.fields.basics import IntDecoder
 from ffcv.fields.rgb_image import (
     CenterCropRGBImageDecoder,
@@ -22,7 +28,7 @@ from ffcv.pipeline.compiler import Compiler
 from ffcv.pipeline.operation import Operation
 from ffcv.pipeline.pipeline_spec import PipelineSpec
 from ffcv.pipeline.state import State
-from ffcv.transforms import RandomHorizontalFlip, Squeeze, ToTensor, ToTorchImage
+from ffcv.transforms import RandomHorizontalFlip, Squeeze, ToDevice, ToTensor, ToTorchImage
 
 
 class FlipReflectCrop(Operation):
@@ -70,9 +76,22 @@ class FlipReflectCrop(Operation):
                 AllocationQuery(previous_state.shape, previous_state.dtype))
 
 
-def _image_ops(mode: str, train: bool, size: int, pad: int, augment: bool = True) -> list:
+def _to_device(device) -> list:
+    """[ToDevice] for a CUDA device, else nothing (a CPU batch is already where it is used)."""
+    if device is None or torch.device(device).type != "cuda":
+        return []
+    return [ToDevice(torch.device(device), non_blocking=True)]
+
+
+def _int_ops(device) -> list:
+    """A fresh op list per field (FFCV allocates one output buffer per op node)."""
+    return [IntDecoder(), ToTensor(), Squeeze(1), *_to_device(device)]
+
+
+def _image_ops(mode: str, train: bool, size: int, pad: int, augment: bool = True,
+               device=None) -> list:
     """Decoder + ops for one image view -> uint8 NCHW torch tensor (channels_last memory)."""
-    tail = [ToTensor(), ToTorchImage(channels_last=True)]
+    tail = [ToTensor(), *_to_device(device), ToTorchImage(channels_last=True)]
     if mode == "raw":
         ops = [SimpleRGBImageDecoder()]
         return ops + ([FlipReflectCrop(pad)] if train and augment else []) + tail
@@ -83,18 +102,21 @@ def _image_ops(mode: str, train: bool, size: int, pad: int, augment: bool = True
 
 def ffcv_loader(path: str, *, mode: str, kind: str, batch_size: int, indices, num_workers: int,
                 seed: int, size: int, pad: int, distributed: bool = False,
-                augment: bool = True) -> Loader:
+                augment: bool = True, device=None) -> Loader:
     """kind: 'labeled' -> (image, label, index); 'unlabeled' -> (image, index, image_strong);
-    'test' -> (image, label, index), sequential, no augmentation, last partial batch kept."""
+    'test' -> (image, label, index), sequential, no augmentation, last partial batch kept.
+
+    Images uint8 [n, 3, S, S] (channels_last memory), labels and indices int64 [n]; on ``device``
+    when it is CUDA (else on the host). Note: the ``Loader`` sets torch's thread count to
+    ``num_workers`` when built and at every epoch; callers restore theirs (``TrainData``).
+    """
     train = kind != "test"
-    ints = [IntDecoder(), ToTensor(), Squeeze(1)]
-    pipelines = {"image": _image_ops(mode, train, size, pad, augment), "index": ints}
-    pipelines["label"] = ints if kind != "unlabeled" else None
+    pipelines = {"image": _image_ops(mode, train, size, pad, augment, device),
+                 "index": _int_ops(device), "label": _int_ops(device) if kind != "unlabeled" else None}
     if kind == "unlabeled":
         # One decoder per view: sharing a decoder node makes in-place branches alias (§2.5).
-        pipelines["image_strong"] = PipelineSpec(
-            "image", decoder=_image_ops(mode, True, size, pad)[0],
-            transforms=_image_ops(mode, True, size, pad)[1:])
+        strong = _image_ops(mode, True, size, pad, device=device)
+        pipelines["image_strong"] = PipelineSpec("image", decoder=strong[0], transforms=strong[1:])
     return Loader(path, batch_size=batch_size, num_workers=num_workers,
                   order=OrderOption.RANDOM if train else OrderOption.SEQUENTIAL,
                   indices=None if indices is None else np.asarray(indices),

@@ -4,7 +4,8 @@ Batches (tensors on ``device``; images float32 normalised ``[n, 3, S, S]``):
 - labeled:   ``{"x": weak view, "y": long [B], "idx": long [B]}``
 - unlabeled: ``{"x_w": weak view, "x_s": strong view, "idx": long [muB]}`` — both views of the
   *same* samples; no label ever reaches the training step (specs/daso.md §11 item 4);
-- eval:      ``{"x", "y", "idx"}`` in file order, last partial batch kept.
+- eval:      ``{"x", "y", "idx"}``, this rank's share (every W-th image) in file order, last
+  partial batch kept; read once per run into device (or pinned host) memory.
 Train streams are infinite: passes without replacement, concatenated, no partial batch (§6).
 """
 
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torchvision.transforms.v2 import functional as TF
 
-from daso_ray.data.augment import Augmenter, normalize
+from daso_ray.data.augment import Augmenter
 from daso_ray.data.store import Store
 from daso_ray.errors import UserError
 
@@ -28,6 +30,7 @@ STATS = {  # specs/daso.md §3.1; ImageNet statistics for the pretrained Semi-Av
     "folder": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     "digits": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 }
+EVAL_DEVICE_BUDGET = 2 << 30  # bytes per eval set kept on a CUDA device (CIFAR test: 31 MB)
 
 
 class PassSampler:
@@ -105,27 +108,89 @@ class StoreBatches(torch.utils.data.Dataset):
         return torch.stack([TF.center_crop(im, [self.size, self.size]) for im in decode_jpeg(datas)])
 
 
-def torch_stream(store: Store, batches, workers: int, size: int):
+def torch_stream(store: Store, batches, workers: int, size: int, pin: bool = False):
+    """Train batches ``(uint8 [n,3,H,W], long [n], long [n])``; ``pin`` (CUDA) page-locks them so
+    the copies to the device can be ``non_blocking``."""
     ds = StoreBatches(store, size)
     return torch.utils.data.DataLoader(ds, batch_size=None, sampler=batches, num_workers=workers,
-                                       collate_fn=lambda b: b, persistent_workers=workers > 0,
-                                       prefetch_factor=4 if workers else None, pin_memory=False)
+                                       collate_fn=_same, persistent_workers=workers > 0,
+                                       prefetch_factor=4 if workers else None, pin_memory=pin)
+
+
+def torch_eval_loader(store: Store, order: np.ndarray, batch: int, workers: int, size: int):
+    """The eval set's rows ``order`` in order, ``batch`` at a time, last partial batch kept.
+
+    Read once per run (``TrainData.eval_set``): workers only pay off for JPEG decoding.
+    """
+    chunks = [order[s:s + batch] for s in range(0, len(order), batch)]
+    return torch.utils.data.DataLoader(StoreBatches(store, size), batch_size=None, sampler=chunks,
+                                       num_workers=workers, collate_fn=_same)
+
+
+def _same(batch):
+    return batch  # the dataset already returns whole batches (picklable for worker processes)
+
+
+def eval_storage(n: int, side: int, device: torch.device, budget: int = EVAL_DEVICE_BUDGET):
+    """Where an eval set of ``n`` uint8 [3, side, side] images lives for the whole run: on the
+    device when it fits in ``budget`` bytes, else in host memory (page-locked for CUDA copies).
+
+    Returns empty ``(x uint8 [n,3,side,side], y long [n], idx long [n])``.
+    """
+    on_device = device.type == "cpu" or n * 3 * side * side <= budget
+    where = device if on_device else torch.device("cpu")
+    pin = where.type == "cpu" and device.type == "cuda"
+    return tuple(torch.empty(shape, dtype=dt, device=where, pin_memory=pin) for shape, dt in
+                 (((n, 3, side, side), torch.uint8), ((n,), torch.long), ((n,), torch.long)))
+
+
+def fill_eval_set(batches, n: int, size: int, device: torch.device):
+    """Copy a finite stream of raw ``(x uint8 [b,3,H,W], y [b], idx [b])`` batches into
+    :func:`eval_storage`, resized to ``size`` once (the per-image antialiased resize ``Views``
+    would apply at every evaluation). Copies, so recycled loader buffers (FFCV) are safe."""
+    x, y, idx = eval_storage(n, size, device)
+    at = 0
+    for xb, yb, ib in batches:
+        if xb.shape[-1] != size:
+            xb = TF.resize(xb, [size, size], antialias=True)
+        k = len(yb)
+        x[at:at + k].copy_(xb)
+        y[at:at + k].copy_(yb)
+        idx[at:at + k].copy_(ib)
+        at += k
+    if at != n:
+        raise RuntimeError(f"eval set read {at} images, expected {n}")
+    return x, y, idx
 
 
 class Views:
-    """Turns raw uint8 batches from either backend into the batch contract on ``device``."""
+    """Turns raw uint8 batches from either backend into the batch contract on ``device``.
+
+    Mean and std live on the device, built once: a tensor built from Python numbers per batch is a
+    host -> device copy each time. Normalisation matches ``augment.normalize`` bit for bit.
+    """
 
     def __init__(self, dataset: str, device, augmenter: Augmenter, image_size: int):
-        self.mean, self.std = STATS[dataset]
         self.device, self.aug, self.size = torch.device(device), augmenter, image_size
+        mean, std = STATS[dataset]
+        self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
 
     def _norm(self, x: torch.Tensor) -> torch.Tensor:
-        return normalize(x.to(self.device, non_blocking=True), self.mean, self.std, self.size)
+        """uint8 [n,3,H,W] anywhere -> float32 [n,3,S,S] normalised on the device."""
+        x = x.to(self.device, non_blocking=True)
+        if x.shape[-1] != self.size:
+            x = TF.resize(x, [self.size, self.size], antialias=True)
+        return (x.float().div_(255.0) - self.mean) / self.std
+
+    def _long(self, t: torch.Tensor) -> torch.Tensor:
+        # Always a copy: FFCV recycles its output buffers, and the loop keeps ``idx`` a while.
+        return t.to(self.device, torch.long, non_blocking=True, copy=True)
 
     def labeled(self, x, y, idx, weak_done: bool) -> dict:
         x = x.to(self.device, non_blocking=True)
         x = x if weak_done else self.aug.weak(x)
-        return {"x": self._norm(x), "y": y.to(self.device).long(), "idx": idx.to(self.device).long()}
+        return {"x": self._norm(x), "y": self._long(y), "idx": self._long(idx)}
 
     def unlabeled(self, x_w, x_s, idx, weak_done: bool, strong_views: int = 1) -> dict:
         """``strong_views`` = 2 adds ``x_s2`` (SeMi): its own flip/crop on the torch path; on the FFCV
@@ -135,14 +200,14 @@ class Views:
         if not weak_done:
             x_w, x_s = self.aug.weak(x_w), self.aug.weak(raw)
         out = {"x_w": self._norm(x_w), "x_s": self._norm(self.aug.strong(x_s)),
-               "idx": idx.to(self.device).long()}
+               "idx": self._long(idx)}
         if strong_views == 2:
             x_s2 = raw if weak_done else self.aug.weak(raw)
             out["x_s2"] = self._norm(self.aug.strong(x_s2))
         return out
 
     def eval(self, x, y, idx) -> dict:
-        return {"x": self._norm(x), "y": y.to(self.device).long(), "idx": idx.to(self.device).long()}
+        return {"x": self._norm(x), "y": self._long(y), "idx": self._long(idx)}
 
 
 def data_path(root: Path, split: str, suffix: str) -> Path:

@@ -7,8 +7,10 @@ the batch contract of :mod:`daso_ray.data.loaders` from FFCV or the torch fallba
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,12 +20,46 @@ import torch
 from daso_ray.config import DataConfig
 from daso_ray.data.augment import Augmenter
 from daso_ray.data.ffcv_io import atomic_write_text, ffcv_available, read_manifest
-from daso_ray.data.loaders import PassSampler, StoreBatches, Views, data_path, torch_stream
+from daso_ray.data.loaders import (
+    PassSampler,
+    Views,
+    data_path,
+    fill_eval_set,
+    torch_eval_loader,
+    torch_stream,
+)
 from daso_ray.data.longtail import Split, SplitSpec, make_split
 from daso_ray.data.store import Store
 from daso_ray.errors import UserError
 
 EVAL_BATCH = 256
+_EPOCHS: list = []  # FFCV epoch iterators (each runs a prefetch thread) started here
+
+
+def _start_epoch(loader):
+    """``iter(loader)``, kept referenced until its thread has fully ended.
+
+    FFCV's epoch iterator is a daemon thread. Were the last reference to it dropped in that thread
+    (its own exit), freeing its tensors there releases the GIL; if the interpreter is finalising at
+    that moment the thread is killed inside C++ and the process aborts ("terminate called without
+    an active exception", SIGABRT) after a run that otherwise succeeded. Holding a reference until
+    ``is_alive()`` is false (FFCV's thread has then finished) moves every release to this thread.
+    """
+    _EPOCHS[:] = [e for e in _EPOCHS if e.is_alive()]
+    epoch = iter(loader)
+    _EPOCHS.append(epoch)
+    return epoch
+
+
+@atexit.register
+def _stop_ffcv_threads() -> None:
+    """Stop and join FFCV's prefetch threads before the interpreter finalises (see
+    :func:`_start_epoch`); ``terminate_event`` is FFCV's own stop flag."""
+    for epoch in _EPOCHS:
+        epoch.terminate_event.set()
+    for epoch in _EPOCHS:
+        epoch.join(timeout=5)
+    _EPOCHS.clear()
 
 
 def split_spec(data: DataConfig, num_classes: int, separate_unlabeled: bool) -> SplitSpec:
@@ -59,10 +95,17 @@ def build_split(data: DataConfig, manifest: dict, root: Path) -> Split:
 
 
 class TrainData:
-    """Train streams and eval sets for one worker (``rank`` of ``world_size``)."""
+    """Train streams and eval sets for one worker (``rank`` of ``world_size``).
+
+    FFCV sets torch's (intra-op) thread count: to 1 when ``ffcv`` is imported and to the loader's
+    ``num_workers`` when a ``Loader`` is built and at each epoch (ffcv 1.0.2: ``pipeline/compiler.py``,
+    ``loader/loader.py``). The count the process had when this object was built is put back after
+    each of those, so the model keeps every core it was given.
+    """
 
     def __init__(self, data: DataConfig, seed: int, device, rank: int = 0, world_size: int = 1,
                  distributed: bool = False):
+        self.threads = torch.get_num_threads()  # first: before anything here imports ffcv
         self.cfg, self.root = data, Path(data.root)
         self.manifest = read_manifest(self.root, verify=True)
         if self.manifest["dataset"] != data.dataset:
@@ -71,7 +114,7 @@ class TrainData:
         self.num_classes = self.manifest["num_classes"]
         self.split = build_split(data, self.manifest, self.root)
         self.mode = self.manifest["mode"]
-        if data.loader == "ffcv" and not ffcv_available():
+        if data.loader == "ffcv" and not self._keep_threads(ffcv_available()):
             raise UserError("data.loader: ffcv is not installed here; run `make setup` or set "
                             "data.loader: torch")
         side = data.image_size if self.mode == "jpeg" else self.manifest["image_shape"][0]
@@ -85,26 +128,43 @@ class TrainData:
             "unlabeled": PassSampler(self.split.unlabeled, data.batch_size * data.mu, seed + 1,
                                      rank, world_size)}
         self._seed = seed
+        self._eval: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def _keep_threads(self, result=None):
+        """Put back the thread count this process had; returns ``result`` (for chaining)."""
+        torch.set_num_threads(self.threads)
+        return result
 
     # -- train streams ------------------------------------------------------------------------
-    def _ffcv(self, kind: str, split: str, indices, batch: int, seed: int, augment=True):
+    def _ffcv(self, kind: str, split: str, indices, batch: int, seed: int, augment=True,
+              distributed: bool | None = None):
         from daso_ray.data.ffcv_ops import ffcv_loader
 
-        return ffcv_loader(str(data_path(self.root, split, "beton")), mode=self.mode, kind=kind,
-                           batch_size=batch, indices=indices, seed=seed, pad=self.pad,
-                           num_workers=min(self.cfg.num_workers, torch.get_num_threads() or 1),
-                           size=self.cfg.image_size, distributed=self.distributed, augment=augment)
+        # FFCV's numba workers come from the config, capped at the cores there are — never from
+        # torch's thread count, which FFCV itself lowers.
+        workers = max(1, min(self.cfg.num_workers, os.cpu_count() or 1))
+        train = kind != "test"
+        loader = ffcv_loader(str(data_path(self.root, split, "beton")), mode=self.mode, kind=kind,
+                             batch_size=batch, indices=indices, seed=seed, pad=self.pad,
+                             num_workers=workers, size=self.cfg.image_size, augment=augment,
+                             distributed=self.distributed if distributed is None else distributed,
+                             device=self.views.device if train else None)
+        return self._keep_threads(loader)
 
     def _raw_stream(self, name: str, split: str) -> Iterator:
         if self.cfg.loader == "ffcv":
             s = self.samplers[name]
+            if len(s.indices) < s.batch:  # drop_last would make every epoch empty: a silent hang
+                raise UserError(f"data: the {name} set has {len(s.indices)} images, fewer than one "
+                                f"batch ({s.batch}); lower data.batch_size / data.mu")
             loader = self._ffcv(name, split, s.indices, s.batch // s.world, self._seed + len(name))
             while True:
-                yield from loader
+                yield from self._keep_threads(_start_epoch(loader))  # each epoch resets the count
         else:
             sampler = self.samplers[name]
+            pin = self.views.device.type == "cuda"
             for batch in torch_stream(Store(data_path(self.root, split, "arrow")), sampler,
-                                       self.cfg.num_workers, self.cfg.image_size):
+                                       self.cfg.num_workers, self.cfg.image_size, pin):
                 sampler.consumed += 1
                 yield batch
 
@@ -123,18 +183,40 @@ class TrainData:
 
     # -- eval sets ----------------------------------------------------------------------------
     def eval_batches(self, which: str = "test") -> Iterator[dict]:
-        """``test`` or ``valid``, in order, unaugmented, no partial batch dropped."""
+        """``test`` or ``valid``: this rank's share, in order, unaugmented, last partial batch kept.
+
+        Rank r of W scores rows r, r + W, ... of the set, so the W ranks score every image exactly
+        once (summing their confusion matrices gives the whole set's).
+        """
+        x, y, idx = self.eval_set(which)
+        for s in range(0, len(y), EVAL_BATCH):
+            yield self.views.eval(x[s:s + EVAL_BATCH], y[s:s + EVAL_BATCH], idx[s:s + EVAL_BATCH])
+
+    def eval_set(self, which: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This rank's share of ``which`` as uint8 [n, 3, S, S], labels [n], indices [n] (long),
+        read on first use and kept for the run (on the device when it fits, see ``eval_storage``)."""
+        if which not in self._eval:
+            self._eval[which] = self._read_eval(which)
+        return self._eval[which]
+
+    def _read_eval(self, which: str):
         split = "test" if which == "test" else "train"
-        indices = None if which == "test" else self.split.valid
+        if which == "test":
+            every = np.arange(self.manifest["splits"]["test"]["count"])
+        else:
+            every = np.asarray(self.split.valid)
+        mine = every[self.rank::self.world]
+        device, size = self.views.device, self.cfg.image_size
+        if len(mine) == 0:
+            return fill_eval_set([], 0, size, device)
         if self.cfg.loader == "ffcv":
-            for x, y, idx in self._ffcv("test", split, indices, EVAL_BATCH, 0, augment=False):
-                yield self.views.eval(x, y, idx)
-            return
+            # Not distributed: FFCV would shard again and pad the last batch with duplicates.
+            loader = self._ffcv("test", split, mine, EVAL_BATCH, 0, augment=False, distributed=False)
+            return fill_eval_set(self._keep_threads(_start_epoch(loader)), len(mine), size, device)
+        workers = self.cfg.num_workers if self.mode == "jpeg" else 0  # decoding is the only cost
         store = Store(data_path(self.root, split, "arrow"))
-        order = np.arange(len(store)) if indices is None else np.asarray(indices)
-        ds = StoreBatches(store, self.cfg.image_size)
-        for s in range(0, len(order), EVAL_BATCH):
-            yield self.views.eval(*ds.__getitems__(order[s:s + EVAL_BATCH]))
+        return fill_eval_set(torch_eval_loader(store, mine, EVAL_BATCH, workers, size),
+                             len(mine), size, device)
 
     def unlabeled_labels(self) -> np.ndarray:
         """Hidden true labels of U (for pseudo-label diagnostics only; -1 = unknown)."""

@@ -57,9 +57,12 @@ def latest(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load(path: Path, device="cpu") -> dict:
-    """Load ``state.pt`` from a checkpoint dir (or a run dir: its newest checkpoint).
+def load(path: Path) -> dict:
+    """Load ``state.pt`` from a checkpoint dir (or a run dir: its newest checkpoint), on the CPU.
 
+    Always the CPU, whatever device the run trains on: each part's ``load_state_dict`` copies
+    its tensors to where they live, and RNG states must stay CPU byte tensors
+    (``Generator.set_state`` rejects a CUDA tensor, which ``map_location="cuda"`` would give).
     ``weights_only=True``: a checkpoint handed to us is data, never code.
     """
     path = Path(path)
@@ -69,19 +72,19 @@ def load(path: Path, device="cpu") -> dict:
             raise UserError(f"--resume: {path} has no complete checkpoint yet — start a new run")
         for older in reversed(found[1:]):  # an unreadable newest one falls back to the one before
             try:
-                return _read(older / STATE, device)
+                return _read(older / STATE)
             except UserError as e:
                 print(f"note: {e}; trying the previous checkpoint")
         path = found[0]
     file = path / STATE
     if not file.is_file():
         raise UserError(f"--resume: {file} not found — pass a run directory or a checkpoint directory")
-    return _read(file, device)
+    return _read(file)
 
 
-def _read(file: Path, device) -> dict:
+def _read(file: Path) -> dict:
     try:
-        return torch.load(file, map_location=device, weights_only=True)
+        return torch.load(file, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"{file}: not a readable checkpoint ({first[:120]}) — it is corrupt or "

@@ -15,24 +15,32 @@ import torch
 
 @torch.no_grad()
 def confusion(predict, batches, num_classes: int, log_prior: torch.Tensor | None = None):
-    """(conf [K, K], conf_la [K, K] or None) over ``batches`` of ``{"x", "y"}``.
+    """(conf [K, K], conf_la [K, K] or None), long on the host, over ``batches`` of
+    ``{"x" [n, 3, S, S], "y" [n]}``.
 
     ``conf_la`` scores post-hoc logit-adjusted predictions argmax(z − log π_l) ("LA (inf)",
-    peers.md §3).
+    peers.md §3). Counts accumulate on the logits' device and come to the host once at the end.
     """
-    conf = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    conf_la = None if log_prior is None else conf.clone()
+    k = num_classes
+    conf = conf_la = None
     for b in batches:
         logits = predict(b["x"]).float()
-        y = b["y"].cpu()
-        conf += _pairs(y, logits.argmax(1).cpu(), num_classes)
+        if conf is None:
+            conf = torch.zeros(k * k, dtype=torch.long, device=logits.device)
+            conf_la = None if log_prior is None else conf.clone()
+        y = b["y"].to(logits.device, non_blocking=True)
+        conf += _pairs(y, logits.argmax(1), k)
         if conf_la is not None:
-            conf_la += _pairs(y, (logits - log_prior).argmax(1).cpu(), num_classes)
-    return conf, conf_la
+            conf_la += _pairs(y, (logits - log_prior.to(logits.device)).argmax(1), k)
+    if conf is None:  # no batch on this rank
+        conf = torch.zeros(k * k, dtype=torch.long)
+        conf_la = None if log_prior is None else conf.clone()
+    return conf.view(k, k).cpu(), None if conf_la is None else conf_la.view(k, k).cpu()
 
 
 def _pairs(y: torch.Tensor, pred: torch.Tensor, k: int) -> torch.Tensor:
-    return torch.bincount(y * k + pred, minlength=k * k).view(k, k)
+    """Counts of (true, predicted) pairs, flat [K * K]."""
+    return torch.bincount(y * k + pred, minlength=k * k)
 
 
 def class_groups(labeled_counts, parts: int = 3) -> list[np.ndarray]:

@@ -16,88 +16,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from daso_ray.algorithms import Context, Nets, StepOut, build_algorithm
+from daso_ray.algorithms import Context, StepOut
 from daso_ray.config import Config, to_dict
+from daso_ray.data.augment import cpu_rng_state
 from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.data.module import TrainData
 from daso_ray.dist import LOCAL, Collective
 from daso_ray.engine import checkpoint
 from daso_ray.engine.evaluate import confusion, median_last, metrics_from_confusion, pl_quality
-from daso_ray.engine.optim import make_optimizer, make_scheduler
-from daso_ray.errors import UserError
-from daso_ray.models import build_model
-from daso_ray.models.ema import EMA
+from daso_ray.engine.step import NonFiniteLoss, Stepper, check_finite, resolve_device
 
 ReportFn = Callable[[dict, "str | None"], None]
 SCALAR_HISTORY = ("eval/top1", "valid/top1", "eval/balanced_acc", "eval/top1_la")
-
-
-class NonFiniteLoss(UserError):
-    """The loss became NaN/inf; the last good checkpoint is kept untouched."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("run.device: cuda requested but no CUDA device is visible — set run.device: cpu")
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
-                        ("cpu" if name == "auto" else name))
-
-
-class Stepper:
-    """Model, EMA, optimizer, LR schedule and algorithm: one training iteration, no data or I/O.
-
-    The benchmark (benchmarks/step.py) times exactly this object.
-    """
-
-    def __init__(self, cfg: Config, ctx: Context):
-        self.cfg, self.ctx, self.device = cfg, ctx, ctx.device
-        self.cuda = self.device.type == "cuda"
-        self.algo = build_algorithm(cfg, ctx)
-        self.model = build_model(cfg.model, ctx.num_classes, self.algo.balanced_head).to(self.device)
-        if self.cuda and cfg.run.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        if self.cuda and ctx.dist.active and cfg.run.sync_bn:
-            # §6.1: BN statistics over the global batch, as on one device.
-            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        ctx.dist.broadcast([*self.model.parameters(), *self.model.buffers()])
-        self.ema = EMA(self.model, cfg.model.ema_decay)
-        self.opt = make_optimizer(self.model, cfg.optim)
-        self.sched = make_scheduler(self.opt, cfg.optim, cfg.run.iterations)
-        online = torch.compile(self.model) if cfg.run.compile else self.model
-        self.nets = Nets(online, self.ema.module)
-
-    def autocast(self):
-        if self.cuda and self.cfg.run.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def train_step(self, batch: dict, t: int) -> StepOut:
-        """Loss from the algorithm, then backward, SGD step, LR step, EMA update (§6 steps 9–11)."""
-        if self.cuda and self.cfg.run.channels_last:
-            batch = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
-                     for k, v in batch.items()}
-        with self.autocast():
-            out = self.algo.step(batch, t, self.nets)
-        if not self.cuda or t % 10 == 0:  # on CUDA a per-step check would sync every iteration
-            check_finite(out.loss, out.logs, t)
-        self.opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        self.ctx.dist.average_gradients(self.model)
-        self.opt.step()
-        self.sched.step()
-        if not (self.cuda and self.cfg.run.sync_bn):
-            self.ctx.dist.broadcast(self.model.buffers())
-        self.ema.update(self.model, t)
-        return out
-
-
-def check_finite(loss: torch.Tensor, logs: dict, t: int) -> None:
-    if bool(torch.isfinite(loss.detach()).all()):
-        return
-    parts = ", ".join(f"{k}={float(v):.4g}" for k, v in logs.items() if v.numel() == 1)
-    raise NonFiniteLoss(f"non-finite loss at iteration {t} ({parts})")
 
 
 class Trainer:
@@ -150,19 +81,25 @@ class Trainer:
         self.algo.load_state_dict(state["algorithm"])
         mine = state if self.dist.rank == 0 else state["ranks"][self.dist.rank - 1]
         self.data.load_state_dict(mine["data"])
-        torch.set_rng_state(mine["rng"]["torch"].cpu())
+        torch.set_rng_state(cpu_rng_state(mine["rng"]["torch"]))
         if self.cuda and "cuda" in mine["rng"]:
-            torch.cuda.set_rng_state(mine["rng"]["cuda"].cpu(), self.device)
+            torch.cuda.set_rng_state(cpu_rng_state(mine["rng"]["cuda"]), self.device)
         self.step, self.history = int(state["step"]), list(state["history"])
 
     def resume(self, path: str | Path) -> None:
-        self.load_state_dict(checkpoint.load(Path(path), self.device))
+        self.load_state_dict(checkpoint.load(Path(path)))
         _truncate_jsonl(self.run_dir / "metrics.jsonl", self.step)
 
     # -- training -----------------------------------------------------------------------------
     def train_step(self, batch: dict, t: int) -> StepOut:
-        try:
+        with self._keeping_last_checkpoint():
             return self.stepper.train_step(batch, t)
+
+    @contextlib.contextmanager
+    def _keeping_last_checkpoint(self):
+        """Say which checkpoint survives a non-finite loss, and how to go on."""
+        try:
+            yield
         except NonFiniteLoss as err:
             last = checkpoint.latest(self.run_dir)
             keep = f"the last good checkpoint {last} is kept" if last else "no checkpoint was written yet"
@@ -214,8 +151,10 @@ class Trainer:
 
     def _end_window(self) -> None:
         logs = self._window["logs"]
-        check_finite(torch.stack([v.cpu() for v in logs.values()] or [torch.zeros(())]), logs,
-                     self.step - 1)
+        with self._keeping_last_checkpoint():
+            self.stepper.raise_if_non_finite()
+            check_finite(torch.stack([v.cpu() for v in logs.values()] or [torch.zeros(())]), logs,
+                         self.step - 1)
         metrics = {"step": self.step, **self.evaluate()}
         w = self._window
         if logs:  # training logs as the mean over ranks (identity on one rank)
@@ -255,9 +194,9 @@ class Trainer:
         for which, prefix in (("test", "eval"), ("valid", "valid")):
             if which == "valid" and len(self.data.split.valid) == 0:
                 continue
-            # Each rank scores every W-th batch; the confusion matrices are summed over ranks.
-            mine = (b for i, b in enumerate(self.data.eval_batches(which))
-                    if i % self.dist.world == self.dist.rank)
+            # Each rank scores its own share of the images (every W-th, read once per run, no
+            # padding); the confusion matrices are summed over ranks, so each image counts once.
+            mine = self.data.eval_batches(which)
             with self.stepper.autocast():
                 conf, conf_la = confusion(lambda x: self.algo.predict(ema, x), mine,
                                           self.ctx.num_classes, self.ctx.log_prior)
