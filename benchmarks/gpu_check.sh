@@ -3,7 +3,7 @@
 # in under 8 minutes, from the repository root:
 #
 #     bash benchmarks/gpu_check.sh                 # CUDA
-#     bash benchmarks/gpu_check.sh --device cpu    # CI-sized dry run of the same stages (~2-3 min)
+#     bash benchmarks/gpu_check.sh --device cpu    # CI-sized dry run of the same stages (~1-3 min)
 #
 # Stages, each under `timeout` (clamped to what is left of GPU_CHECK_BUDGET seconds, so the whole
 # check ends in time); a failing stage is recorded and the next one runs:
@@ -19,7 +19,7 @@
 # stdout and ${OUT}/gpu_check.json (rewritten after every stage), log in ${OUT}/gpu_check.log.
 #
 # Environment: PYTHON (default python3), OUT (default benchmarks/results/gpu_check),
-# GPU_CHECK_BUDGET (seconds for all stages; default 420 on CUDA). pydantic and its small
+# GPU_CHECK_BUDGET (seconds for all stages; default 450 on CUDA). pydantic and its small
 # dependencies are installed from .whl/ into /tmp/site when the interpreter lacks them.
 # Exit status: 0 when every stage ran to completion (goals missed are in the table), 1 otherwise.
 set -uo pipefail

@@ -13,7 +13,7 @@ the loaders so machine noise hits both alike. Per loader (median over rounds):
 - torch threads at start and end of the run (FFCV once left one), data workers, and the
   process's CPU seconds per wall second (torch DataLoader worker processes not included).
 
-Runs without FFCV (torch only) and without Ray. ``--quick`` finishes in ~2-3 min on 2 CPU cores.
+Runs without FFCV (torch only) and without Ray. ``--quick`` finishes in ~1.5-3 min on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--period", type=int, default=20, help="iterations per evaluation window")
     p.add_argument("--evals", type=int, default=2, help="timed windows (one evaluation each)")
     p.add_argument("--rounds", type=int, default=2, help="rounds alternating the loaders")
-    p.add_argument("--quick", action="store_true", help="--period 5 --rounds 1 (~2-3 min, 2 cores)")
+    p.add_argument("--quick", action="store_true", help="--period 5 --rounds 1 (~1.5-3 min, 2 cores)")
     p.add_argument("--algo", default="daso")
     p.add_argument("--arch", default="wrn28_2")
     p.add_argument("--batch", type=int, default=64)
