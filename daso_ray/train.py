@@ -32,6 +32,10 @@ def run_one(cfg: Config, out: Path, resume: Path | None = None, report=None) -> 
         # Never overwrite a finished run or its checkpoints.
         raise UserError(f"{out} already holds a run — continue it with --resume {out}, or pass "
                         "another --out / run.out_dir")
+    if resume is not None and _finished(cfg, out):
+        # Nothing left to train: leave the finished run exactly as it is (results.json included).
+        print(f"note: {out} finished all {cfg.run.iterations} iterations already; nothing to resume")
+        return json.loads((out / "results.json").read_text())
     if resume is not None and cfg.data.loader == "ffcv":
         print("note: FFCV stream positions are not checkpointed; the resumed run sees other batches "
               "than an uninterrupted one (data.loader: torch resumes bit-identically)")
@@ -42,6 +46,15 @@ def run_one(cfg: Config, out: Path, resume: Path | None = None, report=None) -> 
         trainer.resume(resume)
         print(f"resumed {out} at iteration {trainer.step}")
     return trainer.fit()
+
+
+def _finished(cfg: Config, out: Path) -> bool:
+    """A run whose results are written and whose newest checkpoint is its last iteration."""
+    from daso_ray.engine import checkpoint
+
+    last = checkpoint.latest(out)
+    return (out / "results.json").is_file() and last is not None and \
+        int(last.name.removeprefix("step_")) >= cfg.run.iterations
 
 
 def _print_report(cfg: Config):

@@ -206,7 +206,10 @@ class Trainer:
         return out
 
     def _results(self) -> dict:
-        m = getattr(self, "last_metrics", {})
+        # A run resumed at its last iteration evaluates nothing new: its final metrics are the
+        # last ones it logged, never an empty record (a retried finished trial lands here too).
+        m = getattr(self, "last_metrics", None) or _last_logged(self.run_dir / "metrics.jsonl",
+                                                                self.step)
         t_dist = self.cfg.resolved_t_dist() if self.cfg.algorithm.name == "daso" else None
         res = {"iterations": self.step, "final": m, "t_dist": t_dist,
                "split": str(self.data.split.path), "labeled_counts": self.data.split.counts,
@@ -218,6 +221,14 @@ class Trainer:
         if self.main:
             atomic_write_text(self.run_dir / "results.json", json.dumps(res, indent=1))
         return res
+
+
+def _last_logged(path: Path, step: int) -> dict:
+    """The metrics line logged at ``step`` ({} if none)."""
+    if not path.is_file():
+        return {}
+    lines = [json.loads(ln) for ln in path.read_text().splitlines() if ln]
+    return next((m for m in reversed(lines) if m["step"] == step), {})
 
 
 def _truncate_jsonl(path: Path, step: int) -> None:
