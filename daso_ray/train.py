@@ -52,9 +52,10 @@ def _finished(cfg: Config, out: Path) -> bool:
     """A run whose results are written and whose newest checkpoint is its last iteration."""
     from daso_ray.engine import checkpoint
 
-    last = checkpoint.latest(out)
-    return (out / "results.json").is_file() and last is not None and \
-        int(last.name.removeprefix("step_")) >= cfg.run.iterations
+    if not (out / "results.json").is_file() or checkpoint.latest(out) is None:
+        return False
+    # Read, not just listed: an unreadable checkpoint is reported (one error line), never skipped.
+    return int(checkpoint.load(out)["step"]) >= cfg.run.iterations
 
 
 def _print_report(cfg: Config):
