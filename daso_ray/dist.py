@@ -59,12 +59,7 @@ class Collective:
         if not self.active:
             return
         grads = [p.grad for p in model.parameters() if p.grad is not None]
-        flat = torch.cat([g.reshape(-1) for g in grads]) / self.world
-        tdist.all_reduce(flat)
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
-            offset += g.numel()
+        _flat_in_place(grads, lambda flat: tdist.all_reduce(flat.div_(self.world)))
 
     def broadcast(self, tensors) -> None:
         """Rank 0's values of ``tensors`` to every rank, in place. Used on the parameters at start
@@ -76,10 +71,16 @@ class Collective:
         for t in tensors:
             groups.setdefault(t.dtype, []).append(t.data)
         for same in groups.values():  # one collective per dtype, not one per tensor
-            flat = torch.cat([t.reshape(-1) for t in same])
-            tdist.broadcast(flat, src=0)
-            torch._foreach_copy_(same, [v.view_as(t) for v, t in zip(
-                flat.split([t.numel() for t in same]), same, strict=True)])
+            _flat_in_place(same, lambda flat: tdist.broadcast(flat, src=0))
+
+
+def _flat_in_place(tensors: list[torch.Tensor], collective) -> None:
+    """Run ``collective`` (in place) on one flat copy of ``tensors`` (same dtype), then write the
+    result back into each tensor: one collective instead of one per tensor."""
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    collective(flat)
+    torch._foreach_copy_(tensors, [v.view_as(t) for v, t in zip(
+        flat.split([t.numel() for t in tensors]), tensors, strict=True)])
 
 
 LOCAL = Collective()

@@ -32,30 +32,21 @@ def run_one(cfg: Config, out: Path, resume: Path | None = None, report=None) -> 
         # Never overwrite a finished run or its checkpoints.
         raise UserError(f"{out} already holds a run — continue it with --resume {out}, or pass "
                         "another --out / run.out_dir")
-    if resume is not None and _finished(cfg, out):
-        # Nothing left to train: leave the finished run exactly as it is (results.json included).
-        print(f"note: {out} finished all {cfg.run.iterations} iterations already; nothing to resume")
-        return json.loads((out / "results.json").read_text())
-    if resume is not None and cfg.data.loader == "ffcv":
-        print("note: FFCV stream positions are not checkpointed; the resumed run sees other batches "
-              "than an uninterrupted one (data.loader: torch resumes bit-identically)")
     trainer = Trainer(cfg, out, report or _print_report(cfg))  # data/model errors: nothing written
+    if resume is not None:
+        trainer.resume(resume)  # the checkpoint is read once, here
+        if trainer.step >= cfg.run.iterations and (out / "results.json").is_file():
+            # Nothing left to train: leave the finished run as it is (results.json included).
+            print(f"note: {out} finished all {cfg.run.iterations} iterations already; "
+                  "nothing to resume")
+            return json.loads((out / "results.json").read_text())
+        if cfg.data.loader == "ffcv":
+            print("note: FFCV stream positions are not checkpointed; the resumed run sees other "
+                  "batches than an uninterrupted one (data.loader: torch resumes bit-identically)")
+        print(f"resumed {out} at iteration {trainer.step}")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    if resume is not None:
-        trainer.resume(resume)
-        print(f"resumed {out} at iteration {trainer.step}")
     return trainer.fit()
-
-
-def _finished(cfg: Config, out: Path) -> bool:
-    """A run whose results are written and whose newest checkpoint is its last iteration."""
-    from daso_ray.engine import checkpoint
-
-    if not (out / "results.json").is_file() or checkpoint.latest(out) is None:
-        return False
-    # Read, not just listed: an unreadable checkpoint is reported (one error line), never skipped.
-    return int(checkpoint.load(out)["step"]) >= cfg.run.iterations
 
 
 def _print_report(cfg: Config):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from daso_ray.data.augment import Augmenter
+from daso_ray.data.augment import Augmenter, normalize
 from daso_ray.data.store import Store
 from daso_ray.errors import UserError
 
@@ -164,24 +164,16 @@ def fill_eval_set(batches, n: int, size: int, device: torch.device):
 
 
 class Views:
-    """Turns raw uint8 batches from either backend into the batch contract on ``device``.
-
-    Mean and std live on the device, built once: a tensor built from Python numbers per batch is a
-    host -> device copy each time. Normalisation matches ``augment.normalize`` bit for bit.
-    """
+    """Turns raw uint8 batches from either backend into the batch contract on ``device``."""
 
     def __init__(self, dataset: str, device, augmenter: Augmenter, image_size: int):
+        self.mean, self.std = STATS[dataset]
         self.device, self.aug, self.size = torch.device(device), augmenter, image_size
-        mean, std = STATS[dataset]
-        self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
 
     def _norm(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 [n,3,H,W] anywhere -> float32 [n,3,S,S] normalised on the device."""
-        x = x.to(self.device, non_blocking=True)
-        if x.shape[-1] != self.size:
-            x = TF.resize(x, [self.size, self.size], antialias=True)
-        return (x.float().div_(255.0) - self.mean) / self.std
+        """uint8 [n,3,H,W] anywhere -> float32 [n,3,S,S] normalised on the device (``normalize``
+        keeps its mean/std tensors per device, so nothing is copied to the device per batch)."""
+        return normalize(x.to(self.device, non_blocking=True), self.mean, self.std, self.size)
 
     def _long(self, t: torch.Tensor) -> torch.Tensor:
         # Always a copy: FFCV recycles its output buffers, and the loop keeps ``idx`` a while.

@@ -105,8 +105,7 @@ class Stepper:
         iteration whose loss was not finite."""
         first = int(self._first_bad)
         if first >= 0:
-            parts = ", ".join(f"{k}={float(v):.4g}" for k, v in (logs or {}).items()
-                              if v.numel() == 1)
+            parts = _scalars(logs or {})
             raise NonFiniteLoss(f"non-finite loss at iteration {first}"
                                 + (f" (last values: {parts})" if parts else ""))
 
@@ -125,5 +124,9 @@ def configure_cuda(deterministic: bool) -> None:
 def check_finite(loss: torch.Tensor, logs: dict, t: int) -> None:
     if bool(torch.isfinite(loss.detach()).all()):
         return
-    parts = ", ".join(f"{k}={float(v):.4g}" for k, v in logs.items() if v.numel() == 1)
-    raise NonFiniteLoss(f"non-finite loss at iteration {t} ({parts})")
+    raise NonFiniteLoss(f"non-finite loss at iteration {t} ({_scalars(logs)})")
+
+
+def _scalars(logs: dict) -> str:
+    """``name=value`` of the scalar logs, for an error message (reads them: a host sync)."""
+    return ", ".join(f"{k}={float(v):.4g}" for k, v in logs.items() if v.numel() == 1)
