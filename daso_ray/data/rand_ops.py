@@ -26,7 +26,8 @@ def _col(t: torch.Tensor) -> torch.Tensor:
 
 
 def _enhance_factor(v: torch.Tensor) -> torch.Tensor:
-    """0.9 * v / 10 + 0.05 in float64 (0.14 .. 0.86): enhance ops only ever reduce (kept, §11)."""
+    """0.9 * v / 10 + 0.05 in float64 (0.14 .. 0.86): enhance ops only ever reduce (as in the
+    reference ``fixmatch_augment_pool``: factor = 0.9 v / 10 + 0.05)."""
     return 0.9 * v.double() / 10 + 0.05
 
 
@@ -168,7 +169,8 @@ def translate_y(img, v, sign):
     return _affine(img, ty=_shift(v, sign, img.shape[-2]))
 
 
-# The FixMatch pool (specs/daso.md §3.3), in a fixed order: the op index is part of the params.
+# The FixMatch pool (Sohn et al., NeurIPS 2020, Table 12; kekmodel/FixMatch-pytorch
+# ``fixmatch_augment_pool``), in a fixed order: the op index is part of the params.
 OPS: list[tuple[str, Op]] = [
     ("AutoContrast", auto_contrast), ("Brightness", brightness), ("Color", color),
     ("Contrast", contrast), ("Equalize", equalize), ("Identity", identity),

@@ -1,4 +1,4 @@
-"""One training iteration on one device, no data or I/O: :class:`Stepper` (specs: DASO, Oh et al.
+"""One training iteration on one device, no data or I/O: :class:`Stepper` (DASO, Oh et al.
 CVPR 2022, Alg. 1; FixMatch, Sohn et al. NeurIPS 2020, Alg. 1 — the loss, then backward, SGD, EMA).
 
 Kept apart from the loop (``engine/loop.py``) so benchmarks and tests time and trace exactly the
@@ -53,7 +53,7 @@ class Stepper:
         if self.cuda and cfg.run.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if self.cuda and ctx.dist.active and cfg.run.sync_bn:
-            # §6.1: BN statistics over the global batch, as on one device.
+            # Data-parallel: BN statistics over the global batch, as on one device.
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         ctx.dist.broadcast([*self.model.parameters(), *self.model.buffers()])
         self.ema = EMA(self.model, cfg.model.ema_decay)
@@ -74,7 +74,7 @@ class Stepper:
         return contextlib.nullcontext()
 
     def train_step(self, batch: dict, t: int) -> StepOut:
-        """Loss from the algorithm, then backward, SGD step, LR step, EMA update (§6 steps 9–11)."""
+        """Loss from the algorithm, then backward, SGD step, LR step, EMA update (FixMatch Alg. 1)."""
         if self.cuda and self.cfg.run.channels_last:
             batch = {k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
                      for k, v in batch.items()}
