@@ -110,8 +110,12 @@ def _prepare(data: Path, ffcv: bool) -> None:
     if (data / "manifest.json").is_file():
         return
     cmd = [sys.executable, "-m", "daso_ray.prepare", "digits", "--out", str(data)]
-    subprocess.run(cmd + ([] if ffcv else ["--no-ffcv"]), cwd=REPO, check=True,
-                   capture_output=True, text=True)
+    res = subprocess.run(cmd + ([] if ffcv else ["--no-ffcv"]), cwd=REPO, capture_output=True,
+                         text=True)
+    if res.returncode:  # prepare's own one-line error, not a traceback from here
+        last = (res.stderr.strip() or res.stdout.strip() or "failed").splitlines()[-1]
+        raise SystemExit(f"error: --data {data}: preparing digits there failed ({last}) — pass a "
+                         "prepared digits folder, a new path, or omit --data")
 
 
 def _run_child(args, loader: str) -> dict:
@@ -171,7 +175,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--mu", type=int, default=2)
     p.add_argument("--workers", type=int, default=2, help="data.num_workers")
-    p.add_argument("--data", type=Path, help="prepared digits folder (default: prepared in a temp dir)")
+    p.add_argument("--data", type=Path,
+                   help="prepared digits folder; a new path is prepared there (default: a temp dir)")
     p.add_argument("--timeout", type=int, default=3600, help="seconds per loader run")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks/results/trainer_loop.json")
     p.add_argument("--child", choices=("torch", "ffcv"), help=argparse.SUPPRESS)
