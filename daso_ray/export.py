@@ -15,11 +15,12 @@ from pathlib import Path
 import yaml
 
 from daso_ray import __version__, storage
-from daso_ray.config import to_dict
+from daso_ray.config import to_dict, validate
 from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError, cli_entry
-from daso_ray.leaderboard import leaderboard, read_meta
-from daso_ray.ray_jobs.space import SearchSpec, compose
+from daso_ray.study.compose import compose, final_iterations
+from daso_ray.study.leaderboard import leaderboard, read_meta
+from daso_ray.study.spec import SearchSpec
 
 
 def export(run_dir: Path, out: Path, top_k: int = 1) -> list[dict]:
@@ -28,12 +29,12 @@ def export(run_dir: Path, out: Path, top_k: int = 1) -> list[dict]:
     if not Path(run_dir).is_dir():
         raise UserError(f"{run_dir}: no such run directory — pass <storage>/<name> of a search")
     meta = read_meta(run_dir)
-    spec, base = SearchSpec.model_validate(meta["spec"]), meta["base"]
+    spec, base = SearchSpec.model_validate(meta["spec"]), validate(meta["base"])
     board = leaderboard(run_dir)
     if not any(b["finished"] for b in board.values()):
         raise UserError(f"{run_dir}: no finished trial yet (none reached {meta['iterations']} "
                         "iterations) — let the search run, or continue it with --resume")
-    iterations = spec.final_iterations or int(base.get("run", {}).get("iterations", 250_000))
+    iterations = final_iterations(spec, base)
     files: dict[Path, str] = {}
     records = []
     for study, b in board.items():

@@ -45,8 +45,8 @@ def prepare(dataset: str, root: Path, src: str | None) -> None:
 
 
 def search(search_file: Path, name: str, args) -> Path:
-    from daso_ray.ray_jobs.space import load_search
     from daso_ray.search import main as search_main
+    from daso_ray.study.load import load_search
 
     spec, _ = load_search(search_file)
     run_dir = Path(spec.storage) / name

@@ -18,7 +18,7 @@ from pathlib import Path
 from daso_ray import storage, svg
 from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError, cli_entry
-from daso_ray.leaderboard import fmt, leaderboard, params_text, read_meta
+from daso_ray.study.leaderboard import fmt, leaderboard, params_text, read_meta
 
 TEST = "eval/top1_median20"
 GROUPS = ("eval/head_acc", "eval/medium_acc", "eval/tail_acc")
@@ -117,7 +117,7 @@ def importance(trials: list[dict], params: dict, mode: str) -> dict[str, float]:
     """fANOVA importance of the searched parameters over finished trials ({} if too few)."""
     import optuna
 
-    from daso_ray.ray_jobs.space import distribution
+    from daso_ray.study.space import distribution
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")

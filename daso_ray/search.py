@@ -10,79 +10,34 @@ schedule's shape) and caps it at 4 trials per study: a check of the whole path i
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import time
 from pathlib import Path
 
 from daso_ray import __version__, storage
+from daso_ray.config import Config, to_dict, validate
 from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError, cli_entry
-from daso_ray.leaderboard import format_board, leaderboard
-from daso_ray.ray_jobs.space import (
-    SearchSpec,
-    base_with_set,
-    check_spec,
-    file_sha256,
-    load_search,
-    trial_iterations,
-)
-
-# Iteration-valued keys scaled together by --smoke, so P < T and periods still divide T.
-SCALED_KEYS = ("run.eval_period", "run.checkpoint_period", "algorithm.daso.pretrain_iters",
-               "algorithm.daso.dist_update_period", "algorithm.semi.est_epoch_iters",
-               "algorithm.semi.epoch_iters", "algorithm.semi.decay_step", "optim.warmup_iters")
-SMOKE_ITERATIONS = 40
+from daso_ray.study.compose import baseline_params, final_iterations, trial_iterations
+from daso_ray.study.leaderboard import format_board, leaderboard, slim
+from daso_ray.study.load import check_spec, load_search, smoke
+from daso_ray.study.space import studies
+from daso_ray.study.spec import SearchSpec, file_sha256
 
 
-def smoke(spec: SearchSpec, base: dict) -> tuple[SearchSpec, dict]:
-    """The same search, SMOKE_ITERATIONS iterations per trial and at most 4 trials per study."""
-    iters = trial_iterations(spec, base)
-    f = min(1.0, SMOKE_ITERATIONS / iters)
-    raw = spec.model_dump()
-    new_set = dict(raw["set"])
-    for key in SCALED_KEYS:
-        sect, *rest = key.split(".")
-        node = base.get(sect, {})
-        for part in rest[:-1]:
-            node = node.get(part, {})
-        if rest[-1] in node or key in new_set:
-            new_set[key] = max(1, int(round(new_set.get(key, node.get(rest[-1])) * f)))
-    new_set["run.median_last"] = 2
-    period = new_set.get("run.eval_period", max(1, int(iters * f) // 4))
-    new_set["run.checkpoint_period"] = 2 * period
-    new_set["run.eval_period"] = period
-    raw["set"] = new_set
-    for key, prm in raw["params"].items():  # searched iteration counts shrink with the rest
-        if key in SCALED_KEYS:
-            shrink = lambda v: max(1, int(round(v * f)))  # noqa: E731
-            prm.update({k: shrink(prm[k]) for k in ("low", "high") if prm[k] is not None})
-            if prm["values"]:
-                prm["values"] = sorted({shrink(v) for v in prm["values"]})
-    b = raw["budget"]
-    b.update(iterations=max(period, int(round(iters * f)) // period * period), seeds=1,
-             num_samples=min(b["num_samples"], 4), max_concurrent=min(b["max_concurrent"], 2))
-    if b["asha"]:
-        b["asha"].update(grace=period, reduction=2.0)
-    out = SearchSpec.model_validate(raw)
-    problems = check_spec(out, base)
-    if problems:
-        raise UserError("--smoke: " + problems[0])
-    return out, base_with_set(out, base)
-
-
-def _absolute_paths(base: dict) -> dict:
+def _absolute_paths(base: Config) -> Config:
     """Data and weight paths that exist here become absolute, so trials find them whatever their
     working directory; others stay relative to the job's working directory on each node."""
+    raw = to_dict(base)
     for sect, key in (("data", "root"), ("model", "pretrained_path")):
-        value = base.get(sect, {}).get(key)
+        value = raw[sect][key]
         if value and Path(value).exists():
-            base[sect][key] = str(Path(value).resolve())
+            raw[sect][key] = str(Path(value).resolve())
         elif value:
             print(f"note: {sect}.{key}: {value} does not exist here; trials look for it relative "
                   "to their node's working directory")
-    return base
+    return validate(raw)
 
 
 def _run_location(spec: SearchSpec) -> tuple[Path, str]:
@@ -94,7 +49,7 @@ def _run_location(spec: SearchSpec) -> tuple[Path, str]:
     return local, str(local)
 
 
-def _prepare_run_dir(spec: SearchSpec, base: dict, file: Path, resume: bool) -> tuple[Path, str]:
+def _prepare_run_dir(spec: SearchSpec, base: Config, file: Path, resume: bool) -> tuple[Path, str]:
     run_dir, uri = _run_location(spec)
     meta = run_dir / "search.json"
     remote_meta = storage.is_remote(uri) and storage.exists(storage.join(uri, "search.json"))
@@ -113,12 +68,13 @@ def _prepare_run_dir(spec: SearchSpec, base: dict, file: Path, resume: bool) -> 
                         "--name NEW_NAME")
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "search.yaml", file.read_text())
-    from daso_ray.ray_jobs.tuner import studies
-
     info = {"name": spec.name, "source": str(file), "sha256": file_sha256(file),
             "version": __version__, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "studies": list(studies(spec)), "iterations": trial_iterations(spec, base),
-            "objective": spec.objective.model_dump(), "spec": spec.model_dump(), "base": base}
+            "final_iterations": final_iterations(spec, base),
+            "baseline": baseline_params(spec, base), "seeds": spec.budget.seeds,
+            "objective": spec.objective.model_dump(), "spec": spec.model_dump(),
+            "base": to_dict(base)}
     atomic_write_text(meta, json.dumps(info, indent=1))
     if storage.is_remote(uri):
         for name in ("search.yaml", "search.json"):
@@ -150,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir, uri = _prepare_run_dir(spec, base, args.file, args.resume)
     if args.resume:  # the run continues exactly as it started
         info = json.loads((run_dir / "search.json").read_text())
-        spec, base = SearchSpec.model_validate(info["spec"]), info["base"]
+        spec, base = SearchSpec.model_validate(info["spec"]), validate(info["base"])
     from daso_ray.ray_jobs.cluster import connect
     from daso_ray.ray_jobs.tuner import run_studies
 
@@ -158,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"search {spec.name}: results in {uri}" + (f"; Ray dashboard {url}" if url else ""),
           flush=True)
     t0 = time.time()
-    run_studies(spec, _absolute_paths(copy.deepcopy(base)), uri, args.resume)
+    run_studies(spec, _absolute_paths(base), uri, args.resume)
     if storage.is_remote(uri):  # the leaderboard, export and report read the local mirror
         if (run_dir / "optuna.db").is_file():  # first, so the sync down cannot replace it
             storage.upload(run_dir / "optuna.db", storage.join(uri, "optuna.db"))
@@ -166,14 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     board = leaderboard(run_dir)
     info = json.loads((run_dir / "search.json").read_text())
     print(format_board(board, info), flush=True)
-    slim = {s: {k: [{"trial_id": t["trial_id"], "params": t["params"], "step": t["step"],
-                     "objective": t["last"].get("objective")} for t in v] for k, v in b.items()}
-            for s, b in board.items()}
-    atomic_write_text(run_dir / "leaderboard.json", json.dumps(slim, indent=1))
+    atomic_write_text(run_dir / "leaderboard.json", json.dumps(slim(board), indent=1))
     if storage.is_remote(uri):
         storage.upload(run_dir / "leaderboard.json", storage.join(uri, "leaderboard.json"))
-    print(f"search wall time {time.time() - t0:.0f} s; export with: python -m daso_ray.export "
-          f"{os.path.relpath(run_dir)} --out configs/best", flush=True)
+    rel = os.path.relpath(run_dir)
+    print(f"search wall time {time.time() - t0:.0f} s; next, check the winners against the "
+          f"baseline on held-out seeds: python -m daso_ray.verify {rel}\nthen export: "
+          f"python -m daso_ray.export {rel} --out configs/best", flush=True)
     return 0
 
 

@@ -36,7 +36,8 @@ def search_dict(storage: Path, **over) -> dict:
                    "algorithm.daso.t_proto": {"type": "float", "low": 0.02, "high": 1.0, "log": True}},
         "scenarios": [{"name": "consistent", "unlabeled": "consistent", "n1": 20, "m1": 60,
                        "gamma_l": 5, "gamma_u": 5}],
-        "objective": {"type": "per_scenario", "metric": "valid/top1_median20"},
+        # 50 validation images: 2-point steps; tiny test searches accept that coarseness
+        "objective": {"type": "per_scenario", "metric": "valid/top1_median20", "min_resolution": 2},
         "budget": {"num_samples": 4, "max_concurrent": 2, "iterations": 60},
         "resources": {"mode": "single", "cpu": 1},
         "storage": str(storage),
@@ -103,10 +104,16 @@ def run(cmd: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
                           cwd=REPO)
 
 
+def optuna_study(run_dir: Path, study: str):
+    """An Optuna study of the run's sqlite storage."""
+    import optuna
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / 'optuna.db'}")
+    return optuna.load_study(study_name=study, storage=storage)
+
+
 def complete_trials(run_dir: Path, study: str) -> list:
     """COMPLETE trials of an Optuna study in the run's sqlite storage."""
     import optuna
 
-    storage = optuna.storages.RDBStorage(f"sqlite:///{run_dir / 'optuna.db'}")
-    study_obj = optuna.load_study(study_name=study, storage=storage)
-    return study_obj.get_trials(states=[optuna.trial.TrialState.COMPLETE])
+    return optuna_study(run_dir, study).get_trials(states=[optuna.trial.TrialState.COMPLETE])

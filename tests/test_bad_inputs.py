@@ -88,8 +88,8 @@ def search_file(**over):
 
 def empty_search_run(env: Env) -> None:
     """A real run dir as the search writes it before any trial finishes."""
-    from daso_ray.ray_jobs.space import load_search
     from daso_ray.search import _prepare_run_dir
+    from daso_ray.study.load import load_search
 
     search_file()(env)
     spec, base = load_search(env.tmp / "search.yaml")

@@ -12,9 +12,10 @@ import time
 import pytest
 import yaml
 
-from daso_ray.leaderboard import leaderboard
+from daso_ray.study.leaderboard import leaderboard
 from tests.search_helpers import (
     complete_trials,
+    optuna_study,
     run,
     run_env,
     search_cmd,
@@ -65,7 +66,22 @@ def test_smoke_search_asha_export_and_train(smoke_run):
     assert len(board["finished"]) + len(board["stopped"]) == 6
     assert board["finished"], "no trial reached the budget"
     assert board["stopped"], "ASHA stopped no trial early"
-    assert len(complete_trials(run_dir, "t__consistent")) == 6
+    # Honest multi-fidelity: only top-rung trials are COMPLETE; every ASHA stop is PRUNED and
+    # keeps its intermediate values, filed under the training iteration they were measured at.
+    study = optuna_study(run_dir, "t__consistent")
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") == len(board["finished"]), states
+    assert states.count("PRUNED") == len(board["stopped"]), states
+    for t in study.trials:
+        if t.state.name == "PRUNED":
+            assert t.intermediate_values and max(t.intermediate_values) < 60
+    # Baseline first: Optuna's trial 0 carries the base config's values, and the leaderboard
+    # marks that Tune trial as the baseline.
+    base_values = {"optim.lr": 0.03, "algorithm.daso.t_proto": 0.05}
+    assert study.trials[0].params == base_values
+    marked = [t for b in board.values() for t in b if t["baseline"]]
+    assert len(marked) == 1 and marked[0]["params"] == base_values
+    assert "(baseline)" in res.stdout
     assert list((run_dir / "consistent").glob("*/events.out.tfevents.*"))  # TensorBoard per trial
 
     out = tmp_path / "best"

@@ -6,9 +6,11 @@ import optuna
 import pytest
 import yaml
 
-from daso_ray.ray_jobs.space import SuggestSpace, compose, grid, load_search
 from daso_ray.search import main as search_main
-from daso_ray.search import smoke
+from daso_ray.study.compose import baseline_params, compose
+from daso_ray.study.load import load_search, smoke
+from daso_ray.study.objective import aggregate
+from daso_ray.study.space import SuggestSpace, grid, make_sampler, study_seed
 from tests.search_helpers import search_dict, write_base, write_search
 
 BROKEN = [
@@ -34,6 +36,14 @@ BROKEN = [
     ("asha grace beyond budget", {"budget": {"num_samples": 2, "iterations": 60,
                                              "asha": {"grace": 60}}}, "budget.asha.grace"),
     ("valid metric without hold-out", {"set": {"data.num_valid": 0}}, "objective.metric"),
+    ("fewer than 2 validation images per class", {"set": {"data.num_valid": 10}},
+     "data.num_valid: 10 images for 10 classes (< 2 per class)"),
+    ("validation step coarser than min_resolution",
+     {"objective": {"metric": "valid/top1", "min_resolution": 0.5}},
+     "one validation image moves 'valid/top1' by 2 points"),
+    ("ddp with several seeds", {"resources": {"mode": "ddp"},
+                                "budget": {"num_samples": 2, "seeds": 2, "iterations": 60}},
+     "budget.seeds: 2 but a ddp trial trains one seed"),
 ]
 
 
@@ -96,13 +106,13 @@ def test_smoke_shrinks_every_iteration_count_consistently(tmp_path, digits_root)
                                                "asha": {"grace": 200}})))
     small, small_base = smoke(spec, base)
     assert small.budget.num_samples == 4 and small.budget.iterations <= 40
-    p = small_base["algorithm"]["daso"]["pretrain_iters"]
+    p = small_base.algorithm.daso.pretrain_iters
     assert max(small.params["algorithm.daso.dist_update_period"].values) <= p < small.budget.iterations
-    assert small.budget.iterations % small_base["run"]["eval_period"] == 0
+    assert small.budget.iterations % small_base.run.eval_period == 0
 
 
 def test_grid_is_factorial():
-    from daso_ray.ray_jobs.space import Param, SearchSpec
+    from daso_ray.study.spec import Param, SearchSpec
 
     spec = SearchSpec.model_validate({
         "name": "g", "base": "x", "budget": {"num_samples": 1},
@@ -115,17 +125,50 @@ def test_grid_is_factorial():
 
 
 def test_robust_objective_is_mean_or_worst_over_scenarios(tmp_path, digits_root):
-    from daso_ray.ray_jobs.trial import aggregate
-
     write_base(tmp_path, digits_root)
     spec, _ = load_search(write_search(tmp_path, search_dict(tmp_path / "r")))
     runs = {("a", 0): {"valid/top1_median20": 80.0}, ("a", 1): {"valid/top1_median20": 70.0},
-            ("b", 0): {"valid/top1_median20": 50.0}}
-    mean = aggregate(spec, runs, step=10)
-    assert mean["a/valid/top1_median20"] == 75.0 and mean["objective"] == 62.5 and mean["step"] == 10
-    worst = aggregate(spec.model_copy(update={"objective": spec.objective.model_copy(
-        update={"aggregate": "worst"})}), runs, step=10)
-    assert worst["objective"] == 50.0
+            ("b", 0): {"valid/top1_median20": 50.0}, ("b", 1): {"valid/top1_median20": 56.0}}
+    mean = aggregate(spec.objective, runs, step=10)
+    assert mean["a/valid/top1_median20"] == 75.0 and mean["objective"] == 64.0 and mean["step"] == 10
+    # s.e. over seeds: a: 5.0, b: 3.0 -> mean of two scenarios: sqrt(25 + 9) / 2
+    assert mean["objective_stderr"] == pytest.approx(34 ** 0.5 / 2)
+    worst = aggregate(spec.objective.model_copy(update={"aggregate": "worst"}), runs, step=10)
+    assert (worst["objective"], worst["objective_stderr"]) == (53.0, pytest.approx(3.0))
+    one_seed = aggregate(spec.objective, {("a", 0): {"valid/top1_median20": 80.0}}, step=10)
+    assert one_seed["objective"] == 80.0 and one_seed["objective_stderr"] != one_seed["objective_stderr"]
+
+
+def test_baseline_params_are_the_base_configs_values(tmp_path, digits_root):
+    write_base(tmp_path, digits_root)
+    params = {"algorithm.daso.t_proto": {"type": "float", "low": 0.01, "high": 1.0},
+              "algorithm.daso.dist_aware": {"type": "choice", "values": [True, False]},
+              "algorithm.daso.interp_alpha": {"type": "float", "low": 0.1, "high": 0.9,
+                                              "when": {"algorithm.daso.dist_aware": False}}}
+    spec, base = load_search(write_search(tmp_path, search_dict(tmp_path / "r", params=params)))
+    # t_proto is not in the base file: its value comes from the config defaults; interp_alpha is
+    # left out because its condition (dist_aware false) does not hold for the base.
+    assert baseline_params(spec, base) == {"algorithm.daso.t_proto": base.algorithm.daso.t_proto,
+                                           "algorithm.daso.dist_aware": True}
+
+
+def test_each_study_samples_its_own_points_unless_shared(tmp_path, digits_root):
+    write_base(tmp_path, digits_root)
+    spec, _ = load_search(write_search(tmp_path, search_dict(tmp_path / "r")))
+
+    def first_points(spec, study):
+        st = optuna.create_study(sampler=make_sampler(spec, study), direction="maximize")
+        st.optimize(lambda t: SuggestSpace(spec)(t) or 0.0, n_trials=3)
+        return [t.params for t in st.trials]
+
+    assert study_seed(spec, "a") != study_seed(spec, "b")
+    assert first_points(spec, "a") != first_points(spec, "b")
+    shared = spec.model_copy(update={"shared_samples": True})
+    assert first_points(shared, "a") == first_points(shared, "b")
+    sampler = make_sampler(spec.model_copy(update={"budget": spec.budget.model_copy(
+        update={"num_samples": 40})}), "a")
+    assert sampler._n_startup_trials == 10  # max(3, 40 // 4), not Optuna's fixed 10 by accident
+    assert make_sampler(spec, "a")._n_startup_trials == 3
 
 
 @pytest.mark.parametrize("name", ["digits_lt", "cifar10_lt", "cifar100_lt", "stl10_lt", "semi_aves"])
@@ -133,7 +176,7 @@ def test_shipped_search_spaces_validate(name):
     from tests.search_helpers import REPO
 
     spec, base = load_search(REPO / "search_spaces" / f"{name}.yaml")
-    assert spec.name == name and base["algorithm"]["name"] == "daso"
+    assert spec.name == name and base.algorithm.name == "daso"
     if name == "semi_aves":
         assert spec.resources.mode == "ddp" and {s.unlabeled_pool for s in spec.scenarios} == {"in", "in+out"}
 

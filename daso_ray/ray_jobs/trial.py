@@ -11,40 +11,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import tempfile
 from pathlib import Path
 
 import torch
 from ray import tune
 
-from daso_ray.config import to_dict
+from daso_ray.config import Config, to_dict
 from daso_ray.engine.loop import Trainer
-from daso_ray.ray_jobs.space import RECALL_KEYS, TUNE_KEYS, Scenario, SearchSpec, compose
-
-
-def aggregate(spec: SearchSpec, per_run: dict[tuple[str, int], dict], step: int) -> dict:
-    """Tune metrics from each (scenario, seed)'s latest metrics: ``<scenario>/<key>`` (mean over
-    seeds), ``objective`` (and ``objective_i`` for extra objectives) over scenarios."""
-    out: dict = {"step": step}
-    scenarios = sorted({s for s, _ in per_run})
-    for scn in scenarios:
-        runs = [m for (s, _), m in per_run.items() if s == scn]
-        for key in {k for m in runs for k in m if k in TUNE_KEYS or k.startswith("train/loss")}:
-            vals = [m[key] for m in runs if key in m]
-            out[f"{scn}/{key}"] = statistics.fmean(vals)
-        for key in RECALL_KEYS:  # per-class recall (head -> tail) for the report, mean over seeds
-            rows = [m[key] for m in runs if key in m]
-            if rows:
-                out[f"{scn}/{key}"] = [round(statistics.fmean(c), 3) for c in zip(*rows, strict=True)]
-    targets = [(spec.objective.metric, spec.objective.mode)]
-    targets += [(e.metric, e.mode) for e in spec.objective.extra]
-    for i, (metric, mode) in enumerate(targets):
-        vals = [out.get(f"{scn}/{metric}", float("nan")) for scn in scenarios]
-        worst = min if mode == "max" else max
-        agg = worst(vals) if spec.objective.aggregate == "worst" else statistics.fmean(vals)
-        out["objective" if i == 0 else f"objective_{i}"] = agg
-    return out
+from daso_ray.study.compose import compose
+from daso_ray.study.objective import aggregate
+from daso_ray.study.spec import Scenario, SearchSpec
 
 
 def _runs_dir(runs_root: str | None) -> Path:
@@ -55,7 +32,7 @@ def _runs_dir(runs_root: str | None) -> Path:
     return root / "runs"
 
 
-def single_trial(config: dict, spec: SearchSpec, base: dict, scenarios: list[Scenario],
+def single_trial(config: dict, spec: SearchSpec, base: Config, scenarios: list[Scenario],
                  runs_root: str | None = None) -> None:
     """Tune function trainable; ``config`` holds the sampled parameters by config path."""
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
@@ -85,7 +62,7 @@ def single_trial(config: dict, spec: SearchSpec, base: dict, scenarios: list[Sce
             tr.advance(step)
         ckpt = _tune_checkpoint(runs, saved) if len(saved) == len(trainers) else None
         try:
-            tune.report(aggregate(spec, latest, step), checkpoint=ckpt)
+            tune.report(aggregate(spec.objective, latest, step), checkpoint=ckpt)
         finally:
             if ckpt is not None:
                 shutil.rmtree(ckpt.path, ignore_errors=True)
@@ -121,7 +98,7 @@ def _tune_checkpoint(runs: Path, saved: dict) -> tune.Checkpoint:
     return tune.Checkpoint.from_directory(str(stage))
 
 
-def ddp_trial(config: dict, spec: SearchSpec, base: dict, scenario: Scenario, storage: str,
+def ddp_trial(config: dict, spec: SearchSpec, base: Config, scenario: Scenario, storage: str,
               runs_root: str | None = None) -> None:
     """Tune function trainable that drives one Ray Train run (W DDP workers) for one scenario."""
     from daso_ray.ray_jobs.worker import fit_distributed

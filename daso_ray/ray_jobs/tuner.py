@@ -1,5 +1,12 @@
-"""Tune over a search spec: OptunaSearch (TPE, seeded, define-by-run) + ASHA, one study per
-scenario (``per_scenario``) or one ``robust`` study; resume of a killed search.
+"""Tune over a search spec: Optuna (TPE, seeded per study, define-by-run) + ASHA, one study per
+scenario (``per_scenario``) or one ``robust`` study, every study in flight at once; resume of a
+killed search.
+
+Each study's first trial is the baseline: the base config's own values of the searched
+parameters (``points_to_evaluate``), so a study's best is never below the starting point on its
+own objective. Each study's Tuner runs in its own Ray task (zero CPUs, on the driver's node, where
+the Optuna sqlite file and the local run directory are): all studies fill the cluster together,
+each with its own searcher, ASHA brackets, ``max_concurrent`` and progress table.
 
 Ray's pieces and why (platform.md §3): the Optuna storage is an *instance* (sqlite next to a local
 run, a journal file or an RDB URL otherwise) so optuna-dashboard can open it; ASHA runs on the
@@ -11,47 +18,27 @@ trials, and on a finished study returns its results without re-running anything.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
-import optuna
+import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search.optuna import OptunaSearch
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from daso_ray import storage
+from daso_ray.config import Config
 from daso_ray.errors import UserError
-from daso_ray.ray_jobs.space import SearchSpec, SuggestSpace, objective_names, trial_iterations
+from daso_ray.ray_jobs.searcher import StudySearch
 from daso_ray.ray_jobs.trial import ddp_trial, single_trial
-
-
-def studies(spec: SearchSpec) -> dict[str, list]:
-    if spec.objective.type == "robust":
-        return {"robust": list(spec.scenarios)}
-    return {s.name: [s] for s in spec.scenarios}
-
-
-def make_sampler(spec: SearchSpec) -> optuna.samplers.BaseSampler:
-    """TPE (seeded; Optuna 5 defaults: multivariate, constant liar), random, or a full grid."""
-    if spec.sampler == "grid":
-        grid = {k: list(p.values) for k, p in spec.params.items()}
-        return optuna.samplers.GridSampler(grid, seed=spec.sampler_seed)
-    if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=spec.sampler_seed)
-    return optuna.samplers.TPESampler(seed=spec.sampler_seed)
-
-
-def optuna_storage(spec: SearchSpec, run_dir: str):
-    """An Optuna storage instance: sqlite in the run dir unless ``optuna_storage`` says. For a
-    storage URI the sqlite file lives in the driver's local mirror: only the driver samples."""
-    local = storage.mirror_of(run_dir) if storage.is_remote(run_dir) else Path(run_dir)
-    url = spec.optuna_storage or f"sqlite:///{local / 'optuna.db'}"
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        path = Path(url.removeprefix("journal:"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    return optuna.storages.RDBStorage(url)
+from daso_ray.study.compose import baseline_params, trial_iterations
+from daso_ray.study.objective import objective_names
+from daso_ray.study.space import (
+    SuggestSpace,
+    make_sampler,
+    optuna_storage,
+    studies,
+    study_name,
+)
+from daso_ray.study.spec import SearchSpec
 
 
 def trial_dirname(trial) -> str:
@@ -59,7 +46,7 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _trainable(spec: SearchSpec, base: dict, study: str, scenarios: list, run_dir: str):
+def _trainable(spec: SearchSpec, base: Config, study: str, scenarios: list, run_dir: str):
     res = spec.resources
     # Each run's files (metrics.jsonl, checkpoints) go straight into the trial's folder of a
     # directory storage, which every node shares. (Tune's get_trial_dir() is a staging folder on
@@ -76,14 +63,15 @@ def _trainable(spec: SearchSpec, base: dict, study: str, scenarios: list, run_di
     return tune.with_resources(fn, {"cpu": 0.01})
 
 
-def _tuner(spec: SearchSpec, base: dict, study: str, scenarios: list, run_dir: str) -> tune.Tuner:
+def _tuner(spec: SearchSpec, base: Config, study: str, scenarios: list, run_dir: str) -> tune.Tuner:
     metrics, modes = objective_names(spec)
-    searcher = OptunaSearch(
-        space=SuggestSpace(spec), metric=metrics if len(metrics) > 1 else metrics[0],
-        mode=modes if len(modes) > 1 else modes[0], sampler=make_sampler(spec),
-        storage=optuna_storage(spec, run_dir), study_name=f"{spec.name}__{study}")
-    scheduler = None
     iters = trial_iterations(spec, base)
+    searcher = StudySearch(
+        space=SuggestSpace(spec), metric=metrics if len(metrics) > 1 else metrics[0],
+        mode=modes if len(modes) > 1 else modes[0], sampler=make_sampler(spec, study),
+        storage=optuna_storage(spec, run_dir), study_name=study_name(spec, study),
+        points_to_evaluate=[baseline_params(spec, base)], max_t=iters)
+    scheduler = None
     if spec.budget.asha and spec.budget.asha.enabled:
         a = spec.budget.asha
         scheduler = ASHAScheduler(time_attr="step", metric="objective", mode=spec.objective.mode,
@@ -102,23 +90,37 @@ def _tuner(spec: SearchSpec, base: dict, study: str, scenarios: list, run_dir: s
                 metric_columns=["step", "objective"], max_report_frequency=30)))
 
 
-def run_studies(spec: SearchSpec, base: dict, run_dir: str, resume: bool) -> None:
-    """Run (or continue) every study in turn; a finished study is not re-run."""
-    for study, scenarios in studies(spec).items():
+def run_studies(spec: SearchSpec, base: Config, run_dir: str, resume: bool) -> None:
+    """Run (or continue) every study at once; a finished study is not re-run. Raises UserError
+    naming each study whose trials failed after their retries."""
+    todo = studies(spec)
+    for study in todo:
         path = storage.join(run_dir, study)
-        trainable = _trainable(spec, base, study, scenarios, run_dir)
-        if resume and tune.Tuner.can_restore(path):
-            tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
-        elif storage.exists(path):
+        if not (resume and tune.Tuner.can_restore(path)) and storage.exists(path):
             raise UserError(f"{path} holds an unfinished study — continue it with --resume")
-        else:
-            tuner = _tuner(spec, base, study, scenarios, run_dir)
-        print(f"== study {study}: {spec.budget.num_samples} trials, scenarios "
-              f"{', '.join(s.name for s in scenarios)}", flush=True)
-        grid = tuner.fit()
-        errors = [r for r in grid if r.error is not None]
-        if errors:
-            last = [ln for ln in str(errors[0].error).splitlines() if ln.strip()][-1]
-            raise UserError(f"study {study}: {len(errors)} trial(s) failed after "
-                            f"{spec.budget.max_failures} retries, e.g. {errors[0].path}: {last} — "
-                            "fix the cause, then continue with --resume")
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    task = ray.remote(num_cpus=0, max_retries=0)(run_study).options(scheduling_strategy=here)
+    refs = [task.remote(spec, base, study, scns, run_dir, resume) for study, scns in todo.items()]
+    problems = [line for lines in ray.get(refs) for line in lines]
+    if problems:
+        raise UserError("\n".join(problems))
+
+
+def run_study(spec: SearchSpec, base: Config, study: str, scenarios: list, run_dir: str,
+              resume: bool) -> list[str]:
+    """One study's Tuner, new or restored, run to the end; one line per failed trial group."""
+    path = storage.join(run_dir, study)
+    trainable = _trainable(spec, base, study, scenarios, run_dir)
+    if resume and tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+    else:
+        tuner = _tuner(spec, base, study, scenarios, run_dir)
+    print(f"== study {study}: {spec.budget.num_samples} trials (the first is the baseline), "
+          f"scenarios {', '.join(s.name for s in scenarios)}", flush=True)
+    grid = tuner.fit()
+    errors = [r for r in grid if r.error is not None]
+    if not errors:
+        return []
+    last = [ln for ln in str(errors[0].error).splitlines() if ln.strip()][-1]
+    return [f"study {study}: {len(errors)} trial(s) failed after {spec.budget.max_failures} "
+            f"retries, e.g. {errors[0].path}: {last} — fix the cause, then continue with --resume"]

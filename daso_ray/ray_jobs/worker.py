@@ -17,7 +17,8 @@ from ray.train.torch import TorchTrainer
 from daso_ray.config import from_dict
 from daso_ray.dist import Collective
 from daso_ray.engine.loop import Trainer
-from daso_ray.ray_jobs.space import RECALL_KEYS
+from daso_ray.study.objective import RECALL_KEYS, aggregate
+from daso_ray.study.spec import Objective
 
 
 def worker_loop(config: dict) -> None:
@@ -34,13 +35,12 @@ def worker_loop(config: dict) -> None:
     scenario, objective = config.get("scenario"), config.get("objective")
 
     def report(metrics: dict, ckpt: str | None) -> None:
-        out = {k: v for k, v in metrics.items()
-               if isinstance(v, int | float) or k in RECALL_KEYS}
-        if scenario is not None:  # the same names as single-mode trials
-            out = {"step": metrics["step"], **{f"{scenario}/{k}": v for k, v in out.items()}}
-            out["objective"] = metrics.get(objective["metric"], float("nan"))
-            for i, extra in enumerate(objective["extra"], start=1):
-                out[f"objective_{i}"] = metrics.get(extra["metric"], float("nan"))
+        if scenario is not None:  # a ddp trial: the names and objective of single-mode trials
+            out = aggregate(Objective.model_validate(objective), {(scenario, 0): metrics},
+                            metrics["step"])
+        else:
+            out = {k: v for k, v in metrics.items()
+                   if isinstance(v, int | float) or k in RECALL_KEYS}
         checkpoint = ray.train.Checkpoint.from_directory(ckpt) if ckpt and rank == 0 else None
         ray.train.report(out, checkpoint=checkpoint)
 

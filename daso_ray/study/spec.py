@@ -1,31 +1,25 @@
-"""Search files: YAML -> validated :class:`SearchSpec` -> Optuna define-by-run space -> configs.
+"""The search-file schema: YAML -> :class:`SearchSpec`, and its cross-field checks.
 
 Everything here runs before Ray starts: a broken file gives one line per problem, each naming the
 key (``params.algorithm.daso.t_proto.low``, ``scenarios``, ...), and no cluster is touched. The
 format is documented in README.md ("Search-space files"); ``search_spaces/`` holds examples.
+:mod:`daso_ray.study.load` reads a file and adds the checks that compose real trial configs.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import math
 import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from daso_ray.config import Config, Strict, describe_error, read_yaml, validate
-from daso_ray.errors import UserError
-
-# Scalars forwarded to Tune per scenario, hence the possible objectives (the rest of the metrics
-# stays in each run's metrics.jsonl).
-TUNE_KEYS = tuple(f"{split}/{m}" for split in ("eval", "valid") for m in (
-    "top1", "top1_median20", "balanced_acc", "gmean_recall", "head_acc", "medium_acc", "tail_acc"))
-TUNE_KEYS += ("train/loss", "train/mask_ratio", "perf/img_per_s")
-# Lists reported beside the scalars (per-class recall is averaged over seeds; counts are equal).
-RECALL_KEYS = ("eval/per_class_recall", "valid/per_class_recall", "data/labeled_counts")
+from daso_ray.config import Config, Strict
+from daso_ray.study.objective import TUNE_KEYS
 
 
 class Param(Strict):
@@ -75,6 +69,9 @@ class Objective(Strict):
     mode: Literal["max", "min"] = "max"
     aggregate: Literal["mean", "worst"] = "mean"  # robust: over scenarios
     extra: list[ExtraObjective] = []  # more objectives -> a multi-objective (Pareto) study
+    # Largest step (points) one validation image may move a valid/ metric: 100 / data.num_valid.
+    # A coarser objective cannot rank trials (ties everywhere), so the file is refused.
+    min_resolution: float = Field(0.5, gt=0)
 
 
 class Asha(Strict):
@@ -87,7 +84,10 @@ class Budget(Strict):
     num_samples: int = Field(ge=1)
     max_concurrent: int = Field(1, ge=1)
     iterations: int | None = Field(None, ge=1)  # per trial; null = the base config's run.iterations
-    seeds: int = Field(1, ge=1)  # seeds per trial: the objective is their mean
+    seeds: int = Field(1, ge=1, le=99)  # seeds 0..seeds-1 per trial: the objective is their mean
+    # TPE's random start-up trials; null: max(3, num_samples // 4) (Optuna's 10 would leave a small
+    # study random from start to end).
+    n_startup_trials: int | None = Field(None, ge=0)
     max_failures: int = Field(2, ge=0)  # a failed trial restarts from its last checkpoint
     asha: Asha | None = None
 
@@ -118,35 +118,9 @@ class SearchSpec(Strict):
     storage: str = "runs/search"  # local dir (shared by all nodes) or s3://bucket/prefix
     optuna_storage: str | None = None  # default: sqlite in the (driver's local) run dir
     sampler: Literal["tpe", "random", "grid"] = "tpe"  # grid: every combination of choice params
-    sampler_seed: int = 0
+    sampler_seed: int = 0  # each study's sampler seed derives from it and the study's name
+    shared_samples: bool = False  # true: every study samples the same sequence (sampler_seed)
     final_iterations: int | None = Field(None, ge=1)  # exported configs; null: the base's
-
-
-def load_search(path: str | Path) -> tuple[SearchSpec, dict]:
-    """Validate a search file. Returns (spec, base config dict with ``set`` applied)."""
-    path = Path(path)
-    raw = read_yaml(path)
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: the top level must be a mapping (name, base, params, ...)")
-    try:
-        spec = SearchSpec.model_validate(raw)
-    except ValidationError as exc:
-        raise UserError("\n".join(f"{path}: {describe_error(e, SearchSpec)}" for e in exc.errors())
-                        ) from None
-    base_path = _find(spec.base, path)
-    base = read_yaml(base_path)
-    problems = check_spec(spec, base, base_path.name)
-    if problems:
-        raise UserError("\n".join(f"{path}: {p}" for p in problems))
-    return spec, base_with_set(spec, base)
-
-
-def _find(base: str, search_file: Path) -> Path:
-    for cand in (search_file.parent / base, Path(base)):
-        if cand.is_file():
-            return cand.resolve()
-    raise UserError(f"{search_file}: base: file {base} not found (relative to the search file or "
-                    "the working directory) — point base at a training config such as configs/...")
 
 
 def base_with_set(spec: SearchSpec, base: dict) -> dict:
@@ -164,8 +138,9 @@ def set_path(raw: dict, key: str, value: Any) -> None:
     node[last] = value
 
 
-def check_spec(spec: SearchSpec, base: dict, base_name: str = "base") -> list[str]:
-    """Cross-field checks; every problem is one line naming its key."""
+def spec_problems(spec: SearchSpec, base: dict, base_name: str = "base") -> list[str]:
+    """Cross-field checks of the file against the base config (a dict, ``set`` not yet applied);
+    every problem is one line naming its key."""
     out = []
     for key in [*spec.set, *spec.params]:
         if not _is_config_path(key):
@@ -194,10 +169,11 @@ def check_spec(spec: SearchSpec, base: dict, base_name: str = "base") -> list[st
         where = "objective.metric" if i == 0 else f"objective.extra.{i - 1}.metric"
         if metric not in TUNE_KEYS:
             out.append(f"{where}: unknown metric '{metric}' — one of {', '.join(TUNE_KEYS[:14])}")
-        num_valid = base_with_set(spec, base).get("data", {}).get("num_valid", 5000)
-        if metric.startswith("valid/") and num_valid == 0:
-            out.append(f"{where}: '{metric}' needs a validation hold-out but data.num_valid is 0 — "
-                       "set data.num_valid (under set:) or use an eval/ metric")
+        if metric.startswith("valid/"):
+            out += _resolution_problems(spec, base, where, metric)
+    if spec.resources.mode == "ddp" and spec.budget.seeds > 1:
+        out.append(f"budget.seeds: {spec.budget.seeds} but a ddp trial trains one seed — use "
+                   "seeds: 1, or resources.mode: single (seeds train side by side)")
     if spec.sampler == "grid":
         size = math.prod(len(p.values or []) for p in spec.params.values())
         if any(p.type != "choice" or p.when for p in spec.params.values()):
@@ -207,9 +183,41 @@ def check_spec(spec: SearchSpec, base: dict, base_name: str = "base") -> list[st
     if "://" in spec.storage and not re.match(r"^(s3|gs|file|abfss?|hdfs)://\S", spec.storage):
         out.append(f"storage: {spec.storage!r} is not a storage URI Ray Tune can write — use a "
                    "directory, s3://bucket/prefix, gs://bucket/prefix or file:///abs/path")
-    if out:
-        return out
-    return _check_configs(spec, base_with_set(spec, base))  # trials see base + set + params
+    return out
+
+
+def _resolution_problems(spec: SearchSpec, base: dict, where: str, metric: str) -> list[str]:
+    """A validation hold-out too small to rank trials: < 2 images per class, or one image moving
+    the metric by more than ``objective.min_resolution`` points."""
+    data = base_with_set(spec, base).get("data", {})
+    num_valid = data.get("num_valid", Config.model_fields["data"].default.num_valid)
+    if num_valid == 0:
+        return [f"{where}: '{metric}' needs a validation hold-out but data.num_valid is 0 — "
+                "set data.num_valid (under set:) or use an eval/ metric"]
+    out = []
+    classes = _num_classes(data.get("root"))
+    if classes and num_valid < 2 * classes:
+        out.append(f"data.num_valid: {num_valid} images for {classes} classes (< 2 per class) "
+                   f"cannot rank trials on '{metric}' — set data.num_valid >= {2 * classes}")
+    step = 100.0 / num_valid
+    if step > spec.objective.min_resolution:
+        need = math.ceil(100.0 / spec.objective.min_resolution)
+        out.append(f"data.num_valid: {num_valid} — one validation image moves '{metric}' by "
+                   f"{step:.2g} points, more than objective.min_resolution "
+                   f"{spec.objective.min_resolution}; set data.num_valid >= {need} (or raise "
+                   "objective.min_resolution)")
+    return out
+
+
+def _num_classes(root: str | None) -> int | None:
+    """The class count from a prepared dataset's manifest (None when it is not prepared here)."""
+    manifest = Path(root) / "manifest.json" if root else None
+    if manifest is None or not manifest.is_file():
+        return None
+    try:
+        return int(json.loads(manifest.read_text())["num_classes"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _is_config_path(key: str) -> bool:
@@ -227,124 +235,5 @@ def _is_config_path(key: str) -> bool:
     return True
 
 
-def _check_configs(spec: SearchSpec, base: dict) -> list[str]:
-    """Build every scenario's config at the low and high ends of every domain."""
-    out: list[str] = []
-    for end in (0, 1):
-        params = {k: _end_value(p, end) for k, p in spec.params.items()}
-        for scn in spec.scenarios:
-            try:
-                compose(spec, base, params, scn, seed=0)
-            except UserError as err:
-                first = str(err).splitlines()[0].split(": ", 1)[-1]
-                line = f"scenario {scn.name} with {'high' if end else 'low'} params: {first}"
-                if line not in out:
-                    out.append(line)
-    if spec.budget.asha and spec.budget.asha.grace >= trial_iterations(spec, base):
-        out.append(f"budget.asha.grace: {spec.budget.asha.grace} >= the trial's iterations "
-                   f"{trial_iterations(spec, base)} — ASHA could never stop a trial")
-    return out
-
-
-def _end_value(p: Param, end: int) -> Any:
-    if p.type == "choice":
-        return p.values[-end]
-    v = p.high if end else p.low
-    return int(v) if p.type == "int" else v
-
-
-def trial_iterations(spec: SearchSpec, base: dict) -> int:
-    return spec.budget.iterations or int(base.get("run", {}).get("iterations", 250_000))
-
-
-def compose(spec: SearchSpec, base: dict, params: dict, scn: Scenario, seed: int,
-            iterations: int | None = None) -> Config:
-    """The full training config of one (trial params, scenario, seed)."""
-    raw = copy.deepcopy(base)
-    for key, value in params.items():
-        set_path(raw, key, value)
-    data = raw.setdefault("data", {})
-    data.update(scenario=scn.unlabeled, n_max_l=scn.n1, n_max_u=scn.m1, imb_ratio_l=scn.gamma_l,
-                imb_ratio_u=1.0 if scn.unlabeled == "uniform" else scn.gamma_u,
-                unlabeled_pool=scn.unlabeled_pool, seed_split=seed)
-    run = raw.setdefault("run", {})
-    run["seed"] = seed
-    run["iterations"] = iterations or trial_iterations(spec, base)
-    return validate(raw, source=f"{spec.name}/{scn.name}")
-
-
-class SuggestSpace:
-    """Optuna define-by-run space (picklable: the searcher is saved with the experiment).
-    Conditional parameters are sampled only when their ``when`` holds, so TPE never models a
-    parameter that had no effect."""
-
-    def __init__(self, spec: SearchSpec):
-        self.spec = spec
-
-    def __call__(self, trial) -> None:
-        chosen: dict[str, Any] = {}
-        for key, p in self.spec.params.items():
-            if not all(_holds(chosen.get(dep), want) for dep, want in p.when.items()):
-                continue
-            chosen[key] = _suggest(trial, key, p)
-
-
-def _holds(value: Any, want: Any) -> bool:
-    return value in want if isinstance(want, list) else value == want
-
-
-def _suggest(trial, key: str, p: Param) -> Any:
-    if p.type == "choice":
-        return trial.suggest_categorical(key, p.values)
-    if p.type == "int":
-        return trial.suggest_int(key, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
-    return trial.suggest_float(key, p.low, p.high, step=p.step, log=p.log)
-
-
-def distribution(p: Param | dict):
-    """The Optuna distribution ``_suggest`` samples from (for importance over stored trials)."""
-    import optuna.distributions as od
-
-    p = Param.model_validate(p) if isinstance(p, dict) else p
-    if p.type == "choice":
-        return od.CategoricalDistribution(p.values)
-    if p.type == "int":
-        return od.IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
-    return od.FloatDistribution(p.low, p.high, log=p.log, step=p.step)
-
-
-def grid(spec: SearchSpec, points: int) -> list[dict]:
-    """A full factorial grid (``points`` per numeric domain, log-spaced where ``log``), for the
-    search-efficiency benchmark. Conditional parameters are ignored."""
-    axes = []
-    for key, p in spec.params.items():
-        if p.when:
-            continue
-        if p.type == "choice":
-            vals = list(p.values)
-        elif p.log:
-            vals = [p.low * (p.high / p.low) ** (i / (points - 1)) for i in range(points)]
-        else:
-            vals = [p.low + (p.high - p.low) * i / (points - 1) for i in range(points)]
-        if p.type == "int":
-            vals = sorted({int(round(v)) for v in vals})
-        axes.append((key, vals))
-    out = [{}]
-    for key, vals in axes:
-        out = [{**o, key: v} for o in out for v in vals]
-    return out
-
-
 def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def objective_names(spec: SearchSpec) -> tuple[list[str], list[str]]:
-    """(metrics, modes) reported to the searcher; the first one drives ASHA and the leaderboard."""
-    metrics = ["objective", *[f"objective_{i + 1}" for i in range(len(spec.objective.extra))]]
-    modes = [spec.objective.mode, *[e.mode for e in spec.objective.extra]]
-    return metrics, modes
-
-
-def is_finite(x: Any) -> bool:
-    return isinstance(x, int | float) and math.isfinite(x)

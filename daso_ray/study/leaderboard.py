@@ -8,7 +8,8 @@ Layout written by ``python -m daso_ray.search`` under ``<storage>/<name>/``::
 
 A study is a scenario (``objective.type: per_scenario``) or ``robust``. A trial is *finished* when
 it reached the trial budget (``step == iterations``); ASHA-stopped trials are ranked separately —
-their objective is a low-fidelity value (platform.md §3.6).
+their objective is a low-fidelity value (PRUNED in the Optuna study). The trial whose parameters
+are the base config's own values (``search.json`` ``baseline``) is marked ``baseline``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import math
 from pathlib import Path
 
 from daso_ray.errors import UserError
+from daso_ray.study.objective import is_finite
 
 
 def read_meta(run_dir: Path) -> dict:
@@ -38,9 +40,13 @@ def read_trials(study_dir: Path) -> list[dict]:
         params_file = res.parent / "params.json"
         params = json.loads(params_file.read_text()) if params_file.is_file() else {}
         curve = {int(r["step"]): r.get("objective") for r in lines if "step" in r}
+        first = lines[0]
         out.append({"trial_id": lines[-1].get("trial_id", res.parent.name), "dir": str(res.parent),
                     "params": params, "step": max(curve) if curve else 0,
-                    "last": lines[-1], "curve": sorted(curve.items())})
+                    "last": lines[-1], "curve": sorted(curve.items()),
+                    # wall-clock span: start = first report's time minus the time it took
+                    "start": first.get("timestamp", 0) - first.get("time_total_s", 0),
+                    "end": lines[-1].get("timestamp", 0)})
     return out
 
 
@@ -57,28 +63,67 @@ def ranked(trials: list[dict], iterations: int, mode: str = "max") -> tuple[list
 
 
 def leaderboard(run_dir: Path) -> dict[str, dict]:
-    """{study: {"finished": [...], "stopped": [...]}} for every study of a run."""
+    """{study: {"finished": [...], "stopped": [...]}} for every study of a run; each trial has
+    ``baseline`` (bool) beside its record from :func:`read_trials`."""
     meta = read_meta(run_dir)
     board = {}
     for study in meta["studies"]:
         trials = read_trials(Path(run_dir) / study)
+        for t in trials:
+            t["baseline"] = "baseline" in meta and t["params"] == meta["baseline"]
         done, early = ranked(trials, meta["iterations"], meta["objective"]["mode"])
         board[study] = {"finished": done, "stopped": early}
     return board
 
 
+def slim(board: dict) -> dict:
+    """The leaderboard as written to ``leaderboard.json``: ranked trials, objective and its
+    standard error over seeds."""
+    return {s: {k: [{"trial_id": t["trial_id"], "params": t["params"], "step": t["step"],
+                     "baseline": t["baseline"], "objective": t["last"].get("objective"),
+                     "objective_stderr": t["last"].get("objective_stderr")} for t in v]
+                for k, v in b.items()} for s, b in board.items()}
+
+
+def value_text(t: dict) -> str:
+    """``81.33 ± 0.67`` (objective ± its standard error over seeds; the value alone with one)."""
+    v, se = t["last"].get("objective"), t["last"].get("objective_stderr")
+    ok = isinstance(se, int | float) and math.isfinite(se)
+    return fmt(v) + (f" ± {fmt(se)}" if ok else "")
+
+
 def format_board(board: dict, meta: dict, top: int = 5) -> str:
+    seeds = meta.get("seeds", meta.get("spec", {}).get("budget", {}).get("seeds", 1))
     lines = [f"leaderboard: objective = {meta['objective']['metric']} "
-             f"({meta['objective']['type']}, {meta['objective']['mode']})"]
+             f"({meta['objective']['type']}, {meta['objective']['mode']}), mean of {seeds} "
+             "seed(s) ± standard error"]
     for study, b in board.items():
         n_done, n_stop = len(b["finished"]), len(b["stopped"])
-        lines.append(f"\n[{study}] {n_done} finished, {n_stop} stopped early by ASHA")
+        lines.append(f"\n[{study}] {n_done} finished, {n_stop} stopped early by ASHA (pruned)")
         for i, t in enumerate(b["finished"][:top], start=1):
-            lines.append(f"  {i}. {fmt(t['last'].get('objective'))}  {t['trial_id']}  {params_text(t)}")
+            lines.append(f"  {i}. {value_text(t)}  {t['trial_id']}{_mark(t)}  {params_text(t)}")
         for t in b["stopped"][:top]:
-            lines.append(f"  -  {fmt(t['last'].get('objective'))} at step {t['step']}  "
-                         f"{t['trial_id']}  {params_text(t)}")
+            lines.append(f"  -  {value_text(t)} at step {t['step']}  "
+                         f"{t['trial_id']}{_mark(t)}  {params_text(t)}")
+        base = [t for t in b["finished"] if t["baseline"]]
+        if b["finished"] and base and b["finished"][0] is not base[0]:
+            lines.append(f"  best vs baseline on the objective: {_gap(b['finished'][0], base[0])}")
     return "\n".join(lines)
+
+
+def _mark(t: dict) -> str:
+    return " (baseline)" if t.get("baseline") else ""
+
+
+def _gap(best: dict, base: dict) -> str:
+    """The search's own (selection-biased) gain; verify measures the real one on new seeds."""
+    d = best["last"]["objective"] - base["last"]["objective"]
+    ses = [x["last"].get("objective_stderr") for x in (best, base)]
+    se = math.sqrt(sum(e * e for e in ses)) if all(is_finite(e) for e in ses) else None
+    noise = f" (± {fmt(se)} s.e.)" if se else ""
+    return (f"{d:+.2f}{noise} — measured on the seeds it was selected on; "
+            "python -m daso_ray.verify measures it on held-out seeds")
+
 
 
 def params_text(t: dict, sep: str = "  ") -> str:

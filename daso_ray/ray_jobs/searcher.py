@@ -1,0 +1,64 @@
+"""OptunaSearch that keeps low-fidelity values low-fidelity (DESIGN.md principle 2).
+
+Ray's ``OptunaSearch`` stores a trial that ASHA stopped at its first rung as COMPLETE with that
+rung's value, so TPE (and optuna-dashboard) take a 300-iteration value for a final one; it files
+intermediate values under Tune's report count, and a trial that errored after reporting becomes
+COMPLETE too. Here:
+
+- an intermediate value is filed under the training iteration (``step``) it was measured at;
+- a trial that ended before ``max_t`` iterations is PRUNED (Optuna keeps its intermediate values;
+  TPE treats it as a pruned trial, not as a finished one);
+- an errored trial, or one whose objective is not finite, is FAIL;
+- only a trial that reached ``max_t`` is COMPLETE, with its final objective.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+log = logging.getLogger(__name__)
+
+
+class StudySearch(OptunaSearch):
+    """``OptunaSearch`` with honest trial states; ``max_t``: the trial budget in iterations."""
+
+    def __init__(self, *args, max_t: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._max_t = max_t
+        self._last_step: dict[str, int] = {}  # the step of each trial's last filed value
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if isinstance(self.metric, list) or trial_id in self._completed_trials:
+            return  # Optuna keeps no intermediate values for multi-objective studies
+        value, step = result.get(self.metric), result.get("step")
+        finite = isinstance(value, int | float) and math.isfinite(value)
+        if finite and isinstance(step, int) and self._last_step.get(trial_id) != step:
+            self._ot_trials[trial_id].report(float(value), step)
+            self._last_step[trial_id] = step
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+        values = [(result or {}).get(m) for m in metrics]
+        finite = all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+        if error or (result and not finite and result.get("step", 0) >= self._max_t):
+            state, told = TrialState.FAIL, None
+        elif not result or result.get("step", 0) < self._max_t:
+            state, told = TrialState.PRUNED, None
+        else:
+            state, told = TrialState.COMPLETE, values if len(values) > 1 else values[0]
+        if state is TrialState.PRUNED and result:
+            # Tune does not pass the result that made ASHA stop the trial to on_trial_result:
+            # file it here, so the pruned trial keeps the value it was stopped on.
+            self.on_trial_result(trial_id, result)
+        try:
+            self._ot_study.tell(self._ot_trials[trial_id], told, state=state)
+        except Exception as exc:  # noqa: BLE001 — a storage hiccup must not stop the search
+            log.warning("optuna tell(%s) for trial %s failed: %s", state.name, trial_id, exc)
+        self._completed_trials.add(trial_id)

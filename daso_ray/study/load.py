@@ -1,0 +1,127 @@
+"""Read and validate a search file: the schema, the cross-field checks, and every scenario's trial
+config composed at both ends of every domain — all before Ray starts, one line per problem.
+Also ``--smoke``: the same search shrunk ~25x, its schedule's shape kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from daso_ray.config import Config, describe_error, read_yaml, to_dict, validate
+from daso_ray.errors import UserError
+from daso_ray.study.compose import compose, end_value, trial_iterations
+from daso_ray.study.spec import SearchSpec, base_with_set, spec_problems
+
+# Iteration-valued keys scaled together by --smoke, so P < T and periods still divide T.
+SCALED_KEYS = ("run.eval_period", "run.checkpoint_period", "algorithm.daso.pretrain_iters",
+               "algorithm.daso.dist_update_period", "algorithm.semi.est_epoch_iters",
+               "algorithm.semi.epoch_iters", "algorithm.semi.decay_step", "optim.warmup_iters")
+SMOKE_ITERATIONS = 40
+
+
+def load_search(path: str | Path) -> tuple[SearchSpec, Config]:
+    """Validate a search file. Returns (spec, the base config with ``set`` applied, validated).
+    Raises UserError with one ``FILE: key: problem — fix`` line per problem."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: the top level must be a mapping (name, base, params, ...)")
+    try:
+        spec = SearchSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError("\n".join(f"{path}: {describe_error(e, SearchSpec)}" for e in exc.errors())
+                        ) from None
+    base_path = _find(spec.base, path)
+    base_raw = read_yaml(base_path)
+    problems = spec_problems(spec, base_raw, base_path.name)
+    base = None
+    if not problems:
+        try:
+            base = validate(base_with_set(spec, base_raw), source=f"{base_path.name} (with set)")
+        except UserError as err:
+            problems = str(err).splitlines()
+    problems = problems or config_problems(spec, base)
+    if problems:
+        raise UserError("\n".join(f"{path}: {p}" for p in problems))
+    return spec, base
+
+
+def check_spec(spec: SearchSpec, base: Config) -> list[str]:
+    """Every problem of a (possibly changed) spec over an already validated base."""
+    return spec_problems(spec, to_dict(base)) or config_problems(spec, base)
+
+
+def config_problems(spec: SearchSpec, base: Config) -> list[str]:
+    """Build every scenario's config at the low and high ends of every domain."""
+    out: list[str] = []
+    for end in (0, 1):
+        params = {k: end_value(p, end) for k, p in spec.params.items()}
+        for scn in spec.scenarios:
+            try:
+                compose(spec, base, params, scn, seed=0)
+            except UserError as err:
+                first = str(err).splitlines()[0].split(": ", 1)[-1]
+                line = f"scenario {scn.name} with {'high' if end else 'low'} params: {first}"
+                if line not in out:
+                    out.append(line)
+    iters = trial_iterations(spec, base)
+    if spec.budget.asha and spec.budget.asha.grace >= iters:
+        out.append(f"budget.asha.grace: {spec.budget.asha.grace} >= the trial's iterations "
+                   f"{iters} — ASHA could never stop a trial")
+    return out
+
+
+def _find(base: str, search_file: Path) -> Path:
+    for cand in (search_file.parent / base, Path(base)):
+        if cand.is_file():
+            return cand.resolve()
+    raise UserError(f"{search_file}: base: file {base} not found (relative to the search file or "
+                    "the working directory) — point base at a training config such as configs/...")
+
+
+def smoke(spec: SearchSpec, base: Config) -> tuple[SearchSpec, Config]:
+    """The same search, SMOKE_ITERATIONS iterations per trial and at most 4 trials per study."""
+    iters = trial_iterations(spec, base)
+    f = min(1.0, SMOKE_ITERATIONS / iters)
+    shrink = lambda v: max(1, int(round(v * f))) if v else v  # noqa: E731 (0 stays 0)
+    raw = spec.model_dump()
+    base_raw = to_dict(base)
+    new_set = dict(raw["set"])
+    for key in SCALED_KEYS:
+        value = new_set.get(key, _get_path(base_raw, key))
+        if isinstance(value, int) and not isinstance(value, bool):
+            new_set[key] = shrink(value)
+    new_set["run.median_last"] = 2
+    period = new_set.get("run.eval_period", max(1, int(iters * f) // 4))
+    new_set["run.checkpoint_period"] = 2 * period
+    new_set["run.eval_period"] = period
+    raw["set"] = new_set
+    for key, prm in raw["params"].items():  # searched iteration counts shrink with the rest
+        if key in SCALED_KEYS:
+            prm.update({k: shrink(prm[k]) for k in ("low", "high") if prm[k] is not None})
+            if prm["values"]:
+                prm["values"] = sorted({shrink(v) for v in prm["values"]})
+    b = raw["budget"]
+    b.update(iterations=max(period, int(round(iters * f)) // period * period), seeds=1,
+             num_samples=min(b["num_samples"], 4), max_concurrent=min(b["max_concurrent"], 2))
+    if b["asha"]:
+        b["asha"].update(grace=period, reduction=2.0)
+    if raw["final_iterations"]:
+        raw["final_iterations"] = b["iterations"]
+    out = SearchSpec.model_validate(raw)
+    new_base = validate(base_with_set(out, base_raw), source="--smoke")
+    problems = check_spec(out, new_base)
+    if problems:
+        raise UserError("--smoke: " + problems[0])
+    return out, new_base
+
+
+def _get_path(raw: dict, key: str) -> Any:
+    node: Any = raw
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node

@@ -1,0 +1,84 @@
+"""The metric contract of a trial: which metrics reach Tune, and how one trial's runs — one per
+(scenario, seed) — become the objective the searcher, ASHA and the leaderboard see.
+
+One function, :func:`aggregate`, serves every trial mode (``single`` and ``ddp``), so both report
+the same names: ``<scenario>/<metric>`` (mean over seeds), ``objective`` (and ``objective_<i>``
+for extra objectives) and ``objective_stderr``, the objective's standard error over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from daso_ray.study.spec import Objective, SearchSpec
+
+# Scalars forwarded to Tune per scenario, hence the possible objectives (the rest of the metrics
+# stays in each run's metrics.jsonl).
+TUNE_KEYS = tuple(f"{split}/{m}" for split in ("eval", "valid") for m in (
+    "top1", "top1_median20", "balanced_acc", "gmean_recall", "head_acc", "medium_acc", "tail_acc"))
+TUNE_KEYS += ("train/loss", "train/mask_ratio", "perf/img_per_s")
+# Lists reported beside the scalars (per-class recall is averaged over seeds; counts are equal).
+RECALL_KEYS = ("eval/per_class_recall", "valid/per_class_recall", "data/labeled_counts")
+# The test confusion matrix (rows: true class, columns: predicted; summed over seeds).
+CONFUSION_KEY = "eval/confusion"
+
+
+def aggregate(objective: Objective, per_run: dict[tuple[str, int], dict], step: int) -> dict:
+    """Tune metrics of one trial from each (scenario, seed)'s latest metrics.
+
+    ``per_run``: {(scenario, seed): that run's metrics dict at ``step``}. Returns ``step``,
+    ``<scenario>/<key>`` (mean over seeds), per-class lists (mean over seeds), ``objective`` (mean
+    or worst over scenarios of the per-scenario mean), ``objective_<i>`` for extra objectives and
+    ``objective_stderr`` (NaN with one seed): the standard error of ``objective`` over seeds
+    (mean: sqrt(sum of the scenarios' squared errors) / scenarios; worst: the worst scenario's).
+    """
+    out: dict[str, Any] = {"step": step}
+    scenarios = sorted({s for s, _ in per_run})
+    for scn in scenarios:
+        runs = [m for (s, _), m in per_run.items() if s == scn]
+        for key in {k for m in runs for k in m if k in TUNE_KEYS or k.startswith("train/loss")}:
+            out[f"{scn}/{key}"] = statistics.fmean(m[key] for m in runs if key in m)
+        for key in RECALL_KEYS:
+            rows = [m[key] for m in runs if key in m]
+            if rows:
+                out[f"{scn}/{key}"] = [round(statistics.fmean(c), 3) for c in zip(*rows, strict=True)]
+        mats = [m[CONFUSION_KEY] for m in runs if CONFUSION_KEY in m]
+        if mats:
+            out[f"{scn}/{CONFUSION_KEY}"] = [[sum(c) for c in zip(*rows, strict=True)]
+                                             for rows in zip(*mats, strict=True)]
+    targets = [(objective.metric, objective.mode)] + [(e.metric, e.mode) for e in objective.extra]
+    for i, (metric, mode) in enumerate(targets):
+        means = [out.get(f"{scn}/{metric}", math.nan) for scn in scenarios]
+        errs = [stderr([m[metric] for (s, _), m in per_run.items() if s == scn and metric in m])
+                for scn in scenarios]
+        if objective.aggregate == "worst":
+            pick = (min if mode == "max" else max)(range(len(means)), key=lambda j: means[j])
+            value, err = means[pick], errs[pick]
+        else:
+            value = statistics.fmean(means)
+            err = math.sqrt(sum(e * e for e in errs)) / len(errs)
+        out["objective" if i == 0 else f"objective_{i}"] = value
+        if i == 0:
+            out["objective_stderr"] = err
+    return out
+
+
+def stderr(values: list[float]) -> float:
+    """Standard error of the mean (sample std / sqrt(n)); NaN for fewer than 2 values."""
+    if len(values) < 2:
+        return math.nan
+    return statistics.stdev(values) / math.sqrt(len(values))
+
+
+def objective_names(spec: SearchSpec) -> tuple[list[str], list[str]]:
+    """(metrics, modes) reported to the searcher; the first one drives ASHA and the leaderboard."""
+    metrics = ["objective", *[f"objective_{i + 1}" for i in range(len(spec.objective.extra))]]
+    modes = [spec.objective.mode, *[e.mode for e in spec.objective.extra]]
+    return metrics, modes
+
+
+def is_finite(x: Any) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)
