@@ -47,13 +47,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
 	@touch $(STAMP)
 
-# Search DASO's parameters on digits-LT (3 scenarios, ~10 min on 2 cores), export the winners.
+# Search DASO's parameters on digits-LT (3 scenarios, ~10 min on 2 cores), check each winner
+# against the baseline on 3 held-out seeds, export, and end on the verification table (the second
+# verify trains nothing: every run has its results).
 demo: setup
 	$(BIN)/python -m daso_ray.prepare digits --out data/digits --force
 	@name=demo_$$(date +%Y%m%d-%H%M%S); set -e; \
 	$(BIN)/python -m daso_ray.search search_spaces/digits_lt.yaml --name $$name; \
+	$(BIN)/python -m daso_ray.verify runs/search/$$name --seeds 3; \
 	$(BIN)/python -m daso_ray.export runs/search/$$name --out runs/search/$$name/best; \
-	echo "train a winner: $(BIN)/python -m daso_ray.train runs/search/$$name/best/<file>.yaml --seeds 3"
+	echo "train a winner: $(BIN)/python -m daso_ray.train runs/search/$$name/best/<file>.yaml --seeds 3"; \
+	echo; $(BIN)/python -m daso_ray.verify runs/search/$$name --seeds 3
 
 test: setup test-deps
 	$(BIN)/python -m pytest -q -m "not cluster"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-COMMANDS = {name: f"daso_ray.{name}" for name in ("prepare", "train", "search", "export", "report")}
+COMMANDS = {name: f"daso_ray.{name}" for name in ("prepare", "train", "search", "verify", "export", "report")}
 
 
 def main(argv: list[str] | None = None) -> int:

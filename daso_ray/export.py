@@ -5,6 +5,8 @@ config: ``<DIR>/<name>__<scenario>.yaml`` (``__top<i>`` for the i-th best with `
 ``robust`` winner is written once per scenario, with the same parameters. Each file starts with a
 provenance header (trial id, metric and value, search-file checksum, package version) and trains
 ``final_iterations`` (or the base config's ``run.iterations``). Needs no Ray: it reads the run dir.
+With ``RUN_DIR/verify.json`` (``python -m daso_ray.verify``) the header carries each study's
+held-out verdict, and a ``keep_baseline`` study's file holds the baseline's values instead.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from daso_ray.errors import UserError, cli_entry
 from daso_ray.study.compose import compose, final_iterations
 from daso_ray.study.leaderboard import leaderboard, read_meta
 from daso_ray.study.spec import SearchSpec
+from daso_ray.study.verify import header_line, keeps_baseline
+from daso_ray.study.verify import read as read_verify
 
 
 def export(run_dir: Path, out: Path, top_k: int = 1) -> list[dict]:
@@ -35,21 +39,31 @@ def export(run_dir: Path, out: Path, top_k: int = 1) -> list[dict]:
         raise UserError(f"{run_dir}: no finished trial yet (none reached {meta['iterations']} "
                         "iterations) — let the search run, or continue it with --resume")
     iterations = final_iterations(spec, base)
+    checked = (read_verify(run_dir) or {}).get("studies", {})
     files: dict[Path, str] = {}
     records = []
     for study, b in board.items():
         scenarios = spec.scenarios if study == "robust" else [s for s in spec.scenarios
                                                               if s.name == study]
+        entry = _verified(checked, study, b["finished"])
         for rank, trial in enumerate(b["finished"][:top_k], start=1):
+            # Verification covers each study's best trial only; keep_baseline ships the baseline.
+            baseline = rank == 1 and keeps_baseline(entry)
+            params = entry["baseline"]["params"] if baseline else trial["params"]
+            note = (header_line(entry, str(run_dir)) if rank == 1 else
+                    "not verified: python -m daso_ray.verify checks each study's best trial only")
             for scn in scenarios:
-                cfg = to_dict(compose(spec, base, trial["params"], scn, seed=0, iterations=iterations))
+                cfg = to_dict(compose(spec, base, params, scn, seed=0, iterations=iterations))
                 stem = f"{spec.name}__{scn.name}" + ("__robust" if study == "robust" else "")
                 stem += f"__top{rank}" if rank > 1 else ""
                 cfg["run"]["out_dir"] = f"runs/final/{stem}"
                 path = Path(out) / f"{stem}.yaml"
-                files[path] = _header(meta, study, trial) + yaml.safe_dump(cfg, sort_keys=False)
-                records.append({"path": path, "study": study, "trial_id": trial["trial_id"],
-                                "value": trial["last"].get("objective"), "params": trial["params"]})
+                head = _header(meta, study, trial, params, note, baseline)
+                files[path] = head + yaml.safe_dump(cfg, sort_keys=False)
+                records.append({"path": path, "study": study, "params": params,
+                                "trial_id": "baseline" if baseline else trial["trial_id"],
+                                "value": _objective(b, baseline, trial),
+                                "verdict": entry["verdict"] if entry and rank == 1 else "-"})
     Path(out).mkdir(parents=True, exist_ok=True)
     for path, text in files.items():
         atomic_write_text(path, text)
@@ -57,27 +71,47 @@ def export(run_dir: Path, out: Path, top_k: int = 1) -> list[dict]:
 
 
 def summary(records: list[dict], metric: str) -> str:
-    """The exported winners as a table: study, objective value, trial, parameters, file."""
-    lines = [f"{'study':<14} {metric:>20}  {'trial':<9} params -> file"]
+    """The exported configs as a table: study, the search's objective value, verify's verdict
+    (``-``: not verified), the exported trial (``baseline``: its values), parameters, file."""
+    lines = [f"{'study':<14} {metric:>20}  {'verdict':<13} {'trial':<9} params -> file"]
     for r in records:
         params = ", ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in sorted(r["params"].items()))
-        lines.append(f"{r['study']:<14} {r['value']:>20.2f}  {r['trial_id']:<9} {params} -> {r['path']}")
+        lines.append(f"{r['study']:<14} {r['value']:>20.2f}  {r['verdict']:<13} {r['trial_id']:<9} "
+                     f"{params} -> {r['path']}")
     return "\n".join(lines)
+
+
+def _verified(checked: dict, study: str, finished: list[dict]) -> dict | None:
+    """The study's verify.json entry; None when not verified, or when it is about another winner
+    (the search was resumed since)."""
+    e = checked.get(study)
+    same = e and finished and (e["winner"] or {}).get("trial_id") == finished[0]["trial_id"]
+    return e if same else None
+
+
+def _objective(board: dict, baseline: bool, trial: dict) -> float:
+    """The search's objective of what is exported (the baseline trial's: NaN if it was stopped)."""
+    if baseline:
+        trial = next((t for t in board["finished"] if t["baseline"]), {"last": {}})
+    return trial["last"].get("objective", float("nan"))
 
 
 def _short(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def _header(meta: dict, study: str, trial: dict) -> str:
+def _header(meta: dict, study: str, trial: dict, params: dict, verify: str, baseline: bool) -> str:
     obj = meta["objective"]
     value = trial["last"].get("objective")
     lines = [f"exported by daso_ray {__version__} from search '{meta['name']}', study '{study}'",
              f"trial {trial['trial_id']}: {obj['metric']} ({obj['type']}, {obj.get('aggregate')}) = "
              f"{value:.4f} after {trial['step']} iterations",
-             f"search file {meta['source']} sha256 {meta['sha256']}",
-             "params: " + ", ".join(f"{k}={v}" for k, v in sorted(trial["params"].items())),
-             "train: python -m daso_ray.train THIS_FILE --seeds 3"]
+             f"search file {meta['source']} sha256 {meta['sha256']}", verify]
+    if baseline:
+        lines.append(f"this file holds the BASELINE's values (the base config's own), not those of "
+                     f"the search's winner {trial['trial_id']}: held-out seeds did not confirm it")
+    lines += ["params: " + ", ".join(f"{k}={v}" for k, v in sorted(params.items())),
+              "train: python -m daso_ray.train THIS_FILE --seeds 3"]
     return "".join(f"# {ln}\n" for ln in lines)
 
 

@@ -1,7 +1,7 @@
-"""End-to-end workflow shared by ``pipelines/*.py``: prepare -> search -> export -> final
-multi-seed training -> results table. Every stage is skipped when its output exists, so a killed
-pipeline is simply run again (the search continues with ``--resume``, a final run from its newest
-checkpoint).
+"""End-to-end workflow shared by ``pipelines/*.py``: prepare -> search -> verify (winners vs the
+baseline on held-out seeds) -> export -> final multi-seed training -> results table. Every stage
+is skipped when its output exists, so a killed pipeline is simply run again (the search continues
+with ``--resume``, verify keeps its finished runs, a final run resumes from its newest checkpoint).
 
 Outputs under ``--work`` (default ``runs/pipelines/<name>``): ``best/`` (exported configs),
 ``final/<config>/`` (seed runs + results.json), ``results.md`` and ``results.json``.
@@ -62,6 +62,20 @@ def search(search_file: Path, name: str, args) -> Path:
     return run_dir
 
 
+def verify(run_dir: Path, args) -> None:
+    """Winners vs baseline on held-out seeds (default 5; ``--smoke``: 2), before export reads the
+    verdicts. Skipped once verify.json exists; a killed verify keeps its finished runs."""
+    from daso_ray.verify import main as verify_main
+
+    if (run_dir / "verify.json").is_file():
+        print(f"[verify] {run_dir / 'verify.json'} exists — skipped")
+        return
+    argv = [str(run_dir)] + (["--smoke"] if args.smoke else [])
+    argv += ["--address", args.address] if args.address else []
+    if verify_main(argv) != 0:
+        raise UserError(f"[verify] {run_dir} failed (see above); rerun to continue it")
+
+
 def export(run_dir: Path, out: Path) -> list[Path]:
     from daso_ray.export import export as export_configs
 
@@ -86,9 +100,9 @@ def final(configs: list[Path], work: Path, args) -> dict[str, dict]:
         if not done.is_file():
             cfgs = [seeded(cfg, s) for s in range(args.seeds)]
             if args.workers:
-                from daso_ray.ray_jobs.final import train_seeds
+                from daso_ray.train import train_on_ray
 
-                results = train_seeds(cfgs, run_dir, args.workers, args.gpu, args.address)
+                results = train_on_ray(cfgs, run_dir, args.workers, args.gpu, args.address)
             else:
                 results = [_local(run_one, c, run_dir / f"seed_{i}") for i, c in enumerate(cfgs)]
             write_summary(run_dir, cfg, results)
@@ -141,6 +155,7 @@ def main(bench: dict, doc: str, argv: list[str] | None = None) -> int:
     prepare(bench["dataset"], Path(bench["root"]), args.src)
     name = f"{bench['name']}_smoke" if args.smoke else bench["name"]
     run_dir = search(_in_repo(bench["search"]), name, args)
+    verify(run_dir, args)
     configs = export(run_dir, work / "best")
     print(table(final(configs, work, args), work, f"{bench['title']}: winners after final training"))
     return 0

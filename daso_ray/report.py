@@ -1,16 +1,29 @@
 """``python -m daso_ray.report RUN_DIR [--out report.html]``
 
 One self-contained HTML file (inline SVG, no scripts, no network) about a search run, finished or
-still running: the per-scenario leaderboard, learning curves of the best trials (ASHA's early stops
-show as short dashed curves), per-class test recall of each winner ordered head -> tail (the DASO
-paper's argument: pseudo-label bias hurts the tail classes), parameter importance (fANOVA over the
-finished trials) and the winners side by side across scenarios. Reads only the run directory.
+still running. Reads only the run directory (and the prepared data's ``manifest.json`` for class
+names, when it is on this machine). Sections, top to bottom:
+
+- the verdict: ``verify.json`` of ``python -m daso_ray.verify`` — per study the winner's and the
+  baseline's per-seed values on held-out seeds, the mean gain, its 95% interval and the verdict
+  (adopt / keep_baseline / inconclusive); or a "not verified" note when there is no verify.json;
+- the per-study leaderboard: objective ± its standard error over seeds, the baseline trial marked;
+- the winners side by side across scenarios;
+- slice plots: the objective against each searched parameter (finished trials filled, ASHA-stopped
+  hollow, the baseline a diamond);
+- learning curves of the best trials (ASHA's stops end in a cross);
+- per-class test recall of each winner ordered head -> tail (the DASO paper's argument: pseudo-
+  label bias hurts the tail classes), labelled with the dataset's class names;
+- each winner's test confusion matrix (row-normalised heatmap, up to 50 classes);
+- parameter importance (fANOVA over the finished trials).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import statistics
 import time
 from html import escape
 from pathlib import Path
@@ -18,137 +31,153 @@ from pathlib import Path
 from daso_ray import storage, svg
 from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError, cli_entry
-from daso_ray.study.leaderboard import fmt, leaderboard, params_text, read_meta
+from daso_ray.report_sections import (
+    class_names,
+    confusion_section,
+    curves_section,
+    figs,
+    importance,
+    importance_section,
+    left,
+    num,
+    recall_section,
+    scenarios_of,
+    slice_section,
+    table,
+    winners,
+)
+from daso_ray.study.leaderboard import leaderboard, params_text, read_meta, value_text
+
+__all__ = ["importance", "main", "render", "verdict_of"]  # importance: re-exported for callers
 
 TEST = "eval/top1_median20"
 GROUPS = ("eval/head_acc", "eval/medium_acc", "eval/tail_acc")
+RULE = ("adopt when the 95% interval's lower bound is above 0, keep_baseline when its upper "
+        "bound is below 0, inconclusive otherwise")
 CSS = ("body{font-family:sans-serif;margin:24px;max-width:1400px}table{border-collapse:collapse;"
        "margin:8px 0 18px}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}"
        "th{background:#f3f3f3}td.l{text-align:left}h2{border-bottom:2px solid #333;margin-top:32px}"
-       ".fig{display:inline-block;margin:4px}")
+       ".fig{display:inline-block;margin:4px;vertical-align:top}td.base{background:#fde9c8}"
+       ".adopt{background:#d4f0d4}.keep_baseline{background:#f6d2d2}.inconclusive{background:#f2f2c4}"
+       ".warn{background:#fff3cd;border:1px solid #e0c36c;padding:8px}")
 
 
-def scenarios_of(study: str, meta: dict) -> list[str]:
-    names = [s["name"] for s in meta["spec"]["scenarios"]]
-    return names if study == "robust" else [study]
+def verdict_of(ci) -> str | None:
+    """The verdict a 95% interval of the gain (winner − baseline) implies, None if malformed."""
+    if not (isinstance(ci, list | tuple) and len(ci) == 2
+            and all(isinstance(x, int | float) and math.isfinite(x) for x in ci)):
+        return None
+    lo, hi = ci
+    return "adopt" if lo > 0 else "keep_baseline" if hi < 0 else "inconclusive"
 
 
-def num(v) -> str:
-    return fmt(v) if isinstance(v, int | float) and math.isfinite(v) else "–"
+def read_verify(run_dir: Path) -> dict | str | None:
+    """verify.json (a dict with a ``studies`` dict); None when there is none; a reason when it
+    cannot be read — the report still renders, with the not-verified note."""
+    path = Path(run_dir) / "verify.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        return f"{path} is unreadable ({type(err).__name__})"
+    ok = isinstance(data, dict) and isinstance(data.get("studies"), dict)
+    return data if ok else f"{path} has no 'studies'"
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(c if c.startswith("<td") else f"<td>{escape(c)}</td>" for c in r)
-                   + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+def _signed(v) -> str:
+    return ("+" if isinstance(v, int | float) and v > 0 else "") + num(v)
 
 
-def left(text: str) -> str:
-    return f'<td class="l">{escape(text)}</td>'
+def _values(v: dict, who: str) -> list:
+    vals = (v.get(who) or {}).get("values") if isinstance(v.get(who), dict) else None
+    return vals if isinstance(vals, list) else []
+
+
+def verification_section(run_dir: Path, board: dict) -> str:
+    """The verdict of ``python -m daso_ray.verify`` per study, or how to get one."""
+    cmd = f"python -m daso_ray.verify {run_dir}"
+    out = ["<h2>Verdict: winner vs baseline on held-out seeds</h2>"]
+    doc = read_verify(run_dir)
+    if not isinstance(doc, dict):
+        why = "" if doc is None else f" ({doc})"
+        return "".join(out) + (
+            f'<p class="warn"><b>not verified</b>{escape(why)} — run <code>{escape(cmd)}</code>: it '
+            "retrains each study's winner and the baseline on new seeds. Gains read off the "
+            "leaderboard below are measured on the seeds the winner was selected on, so they are "
+            "optimistic.</p>")
+    data, level = doc["studies"], doc.get("level", 0.95)
+    level = f"{level:.0%}" if isinstance(level, float) else "95%"
+    out.append(f"<p>Verdict rule: {RULE}. Gain = winner − baseline, mean over the held-out seeds "
+               f"(paired seed by seed), with its {level} interval.</p>")
+    if doc.get("smoke"):  # verify --smoke trains a tiny budget: it checks the path, not the winner
+        out.append('<p class="warn">verify ran with --smoke (a tiny budget): a check of the '
+                   "path, not a verdict to trust.</p>")
+    header = ["study", "verdict", "metric", "mean gain", "s.e.", f"{level} interval", "seeds",
+              "iterations", "winner", "parameters", "note"]
+    rows, seed_tables = [], []
+    for study in [*board, *(s for s in data if s not in board)]:
+        v = data.get(study)
+        if not isinstance(v, dict):
+            rows.append([study, '<td class="l">not verified</td>', *["–"] * 9])
+            continue
+        ci, rule = v.get("ci"), verdict_of(v.get("ci"))
+        verdict = v.get("verdict") if isinstance(v.get("verdict"), str) else rule or "–"
+        # A verdict that disagrees with its own interval is shown, not silently corrected.
+        clash = f" (interval says {rule})" if rule and rule != verdict else ""
+        interval = f"[{_signed(ci[0])}, {_signed(ci[1])}]" if rule else "–"
+        winner = v.get("winner") if isinstance(v.get("winner"), dict) else {}
+        params = winner.get("params") if isinstance(winner.get("params"), dict) else {}
+        seeds = v.get("seeds") if isinstance(v.get("seeds"), list) else []
+        rows.append([study, f'<td class="{escape(verdict)}"><b>{escape(verdict)}</b>{escape(clash)}</td>',
+                     str(v.get("metric", "–")), _signed(v.get("gain")), num(v.get("stderr")),
+                     interval, str(len(seeds) or "–"), str(v.get("iterations", "–")),
+                     str(winner.get("trial_id", "–")), left(params_text({"params": params}, ", ")),
+                     left(str(v.get("note") or ""))])
+        if _values(v, "baseline") or _values(v, "winner"):
+            seed_tables.append(_seed_table(study, v, seeds))
+    return "".join(out) + table(header, rows) + figs(seed_tables)
+
+
+def _seed_table(study: str, v: dict, seeds: list) -> str:
+    base, win = _values(v, "baseline"), _values(v, "winner")
+    rows = []
+    for i in range(max(len(base), len(win))):
+        b, w = (base[i] if i < len(base) else None), (win[i] if i < len(win) else None)
+        diff = w - b if isinstance(b, int | float) and isinstance(w, int | float) else None
+        rows.append([str(seeds[i]) if i < len(seeds) else f"#{i}", num(b), num(w), _signed(diff)])
+    good = [(b, w) for b, w in zip(base, win, strict=False)
+            if isinstance(b, int | float) and isinstance(w, int | float)]
+    if good:
+        rows.append(["mean", num(statistics.fmean(b for b, _ in good)),
+                     num(statistics.fmean(w for _, w in good)), _signed(v.get("gain"))])
+    return f"<h4>{escape(study)} per seed</h4>" + table(["seed", "baseline", "winner", "gain"], rows)
 
 
 def leaderboard_section(board: dict, meta: dict, top: int = 10) -> str:
+    seeds = meta.get("seeds", 1)
     out = ["<h2>Leaderboard</h2>",
            f"<p>objective <b>{escape(meta['objective']['metric'])}</b> "
-           f"({escape(meta['objective']['type'])}, {escape(meta['objective']['mode'])}); a trial is "
-           f"finished at {meta['iterations']} iterations. Test columns: {TEST}.</p>"]
+           f"({escape(meta['objective']['type'])}, {escape(meta['objective']['mode'])}): mean over "
+           f"{seeds} seed(s) ± its standard error; a trial is finished at {meta['iterations']} "
+           f"iterations. Test columns: {TEST}. The baseline (the base config's values) is "
+           "highlighted, and listed even when it ranks below the top.</p>"]
     for study, b in board.items():
         scns = scenarios_of(study, meta)
-        header = ["#", "trial", "objective", "step"] + [f"{s} test" for s in scns] + ["parameters"]
-        rows = []
-        for rank, t in enumerate(b["finished"][:top], start=1):
-            rows.append(_row(str(rank), t, scns))
-        rows += [_row("stop", t, scns) for t in b["stopped"][:top]]
+        header = ["#", "trial", "objective ± s.e.", "step"] + [f"{s} test" for s in scns] + ["parameters"]
+        rows = [_row(str(rank), t, scns) for rank, t in enumerate(b["finished"], start=1)
+                if rank <= top or t["baseline"]]
+        rows += [_row("stop", t, scns) for i, t in enumerate(b["stopped"]) if i < top or t["baseline"]]
         out.append(f"<h3>{escape(study)}: {len(b['finished'])} finished, {len(b['stopped'])} "
-                   "stopped early (or running)</h3>" + table(header, rows))
+                   "stopped early by ASHA (or running)</h3>" + table(header, rows))
     return "".join(out)
 
 
 def _row(rank: str, t: dict, scns: list[str]) -> list[str]:
     tests = [num(t["last"].get(f"{s}/{TEST}")) for s in scns]
-    return [rank, t["trial_id"], num(t["last"].get("objective")), str(t["step"]), *tests,
-            left(params_text(t, ", "))]
-
-
-def curves_section(board: dict) -> str:
-    figs = []
-    for study, b in board.items():
-        series = [{"label": f"{t['trial_id']} {num(t['last'].get('objective'))}", "points": t["curve"]}
-                  for t in b["finished"][:4]]
-        series += [{"label": f"{t['trial_id']} (stopped)", "points": t["curve"], "dashed": True}
-                   for t in b["stopped"][:3]]
-        figs.append(svg.line_chart(series, f"{study}: objective of the best trials", "iteration",
-                                   "objective"))
-    return "<h2>Learning curves</h2>" + "".join(f'<div class="fig">{f}</div>' for f in figs)
-
-
-def winners(board: dict, meta: dict) -> list[tuple[str, str, dict]]:
-    """(scenario, study, winning trial) for every scenario that has a finished trial."""
-    out = []
-    for study, b in board.items():
-        if b["finished"]:
-            out += [(s, study, b["finished"][0]) for s in scenarios_of(study, meta)]
-    return out
-
-
-def recall_section(board: dict, meta: dict) -> str:
-    figs = []
-    for scn, study, best in winners(board, meta):
-        recall = best["last"].get(f"{scn}/eval/per_class_recall")
-        counts = best["last"].get(f"{scn}/data/labeled_counts") or list(range(len(recall or []), 0, -1))
-        if not recall:
-            continue
-        order = sorted(range(len(recall)), key=lambda c: -counts[c])  # stable: head first
-        series = [{"label": f"winner {best['trial_id']}", "values": [recall[c] for c in order]}]
-        worst = board[study]["finished"][-1]
-        other = worst["last"].get(f"{scn}/eval/per_class_recall")
-        if worst is not best and other:
-            series.append({"label": f"worst {worst['trial_id']}", "values": [other[c] for c in order]})
-        cats = [f"c{c}" for c in order]
-        figs.append(svg.bar_chart(cats, series, f"{scn}: test recall per class, head → tail",
-                                  "recall %", (0.0, 100.0)))
-    return ("<h2>Per-class recall (head → tail)</h2><p>Classes ordered by labeled count, most "
-            "first; the winner of each scenario against its worst finished trial.</p>"
-            + "".join(f'<div class="fig">{f}</div>' for f in figs))
-
-
-def importance(trials: list[dict], params: dict, mode: str) -> dict[str, float]:
-    """fANOVA importance of the searched parameters over finished trials ({} if too few)."""
-    import optuna
-
-    from daso_ray.study.space import distribution
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize" if mode == "max" else "minimize")
-    for t in trials:
-        value = t["last"].get("objective")
-        if not isinstance(value, int | float) or not math.isfinite(value):
-            continue
-        ps = {k: v for k, v in t["params"].items() if k in params}
-        study.add_trial(optuna.trial.create_trial(
-            params=ps, distributions={k: distribution(params[k]) for k in ps}, value=value))
-    if len(study.trials) < 3:
-        return {}
-    try:
-        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-        return optuna.importance.get_param_importances(study, evaluator=evaluator)
-    except (RuntimeError, ValueError):  # e.g. every trial has the same value
-        return {}
-
-
-def importance_section(board: dict, meta: dict) -> str:
-    figs, params = [], meta["spec"]["params"]
-    for study, b in board.items():
-        imp = importance(b["finished"], params, meta["objective"]["mode"])
-        if not imp:
-            figs.append(svg.empty(f"{study}: parameter importance (needs 3 finished trials)"))
-            continue
-        names = list(imp)
-        figs.append(svg.bar_chart([n.split(".")[-1] for n in names],
-                                  [{"label": "fANOVA", "values": [imp[n] for n in names]}],
-                                  f"{study}: parameter importance", "share of variance", (0.0, 1.0)))
-    return "<h2>Parameter importance</h2>" + "".join(f'<div class="fig">{f}</div>' for f in figs)
+    trial = (f'<td class="l base"><b>{escape(t["trial_id"])}</b> baseline</td>' if t["baseline"]
+             else left(t["trial_id"]))
+    return [rank, trial, value_text(t), str(t["step"]), *tests, left(params_text(t, ", "))]
 
 
 def comparison_section(board: dict, meta: dict) -> str:
@@ -158,25 +187,28 @@ def comparison_section(board: dict, meta: dict) -> str:
     rows = []
     for scn, _, t in wins:
         m = t["last"]
-        rows.append([scn, t["trial_id"], num(m.get("objective")), num(m.get(f"{scn}/{TEST}")),
+        rows.append([scn, t["trial_id"], value_text(t), num(m.get(f"{scn}/{TEST}")),
                      *(num(m.get(f"{scn}/{g}")) for g in GROUPS),
                      *(num(t["params"].get(n)) for n in names)])
     chart = svg.bar_chart([s for s, _, _ in wins], [
         {"label": g.split("/")[1], "values": [t["last"].get(f"{s}/{g}") for s, _, t in wins]}
         for g in (TEST, *GROUPS)], "winners: test accuracy by scenario", "accuracy %", (0.0, 100.0))
     return ("<h2>Winners across scenarios</h2>"
-            + table(header + [n.split(".")[-1] for n in names], rows) + f'<div class="fig">{chart}</div>')
+            + table(header + [n.split(".")[-1] for n in names], rows) + figs([chart]))
 
 
 def render(run_dir: Path) -> str:
     meta = read_meta(run_dir)
     board = leaderboard(run_dir)
+    names = class_names(meta)
     n = sum(len(b["finished"]) + len(b["stopped"]) for b in board.values())
     head = (f"<h1>daso_ray search <code>{escape(meta['name'])}</code></h1><p>search file "
             f"{escape(meta['source'])} (sha256 {meta['sha256'][:12]}), started {meta['started']}, "
             f"{n} trials, report written {time.strftime('%Y-%m-%d %H:%M:%S')}.</p>")
-    body = (head + leaderboard_section(board, meta) + comparison_section(board, meta)
-            + curves_section(board) + recall_section(board, meta) + importance_section(board, meta))
+    body = (head + verification_section(run_dir, board) + leaderboard_section(board, meta)
+            + comparison_section(board, meta) + slice_section(board, meta) + curves_section(board)
+            + recall_section(board, meta, names) + confusion_section(board, meta, names)
+            + importance_section(board, meta))
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(meta['name'])}</title>"
             f"<style>{CSS}</style></head><body>{body}</body></html>")
 

@@ -133,14 +133,21 @@ def write_summary(out: Path, cfg: Config, results: list[dict]) -> None:
 
 def _train_on_ray(cfg: Config, out: Path, args) -> int:
     """Each seed is one Ray Train run of ``--workers`` DDP workers (gloo on CPU, NCCL on GPU)."""
-    from daso_ray.ray_jobs.final import train_seeds
-
     if (out / "results.json").is_file():
         raise UserError(f"{out} already holds a run — pass another --out")
-    results = train_seeds([seeded(cfg, s) for s in range(args.seeds)], out, args.workers, args.gpu,
-                          args.address)
+    results = train_on_ray([seeded(cfg, s) for s in range(args.seeds)], out, args.workers,
+                           args.gpu, args.address)
     write_summary(out, cfg, results)
     return 0
+
+
+def train_on_ray(cfgs: list[Config], out: Path, workers: int, gpu: bool,
+                 address: str | None) -> list[dict]:
+    """One Ray Train run of ``workers`` DDP workers per config; each run's results in order. The
+    gateway to ``ray_jobs`` for callers that must stay Ray-free (the pipeline)."""
+    from daso_ray.ray_jobs.final import train_seeds
+
+    return train_seeds(cfgs, out, workers, gpu, address)
 
 
 if __name__ == "__main__":

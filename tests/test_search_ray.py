@@ -133,10 +133,11 @@ def test_sigkill_driver_then_resume_finishes_every_trial_once(cluster, digits_ro
     assert len({json.dumps(t.params, sort_keys=True) for t in done}) == 5
 
 
-def test_ddp_trial_with_two_cpu_workers_reports_rank0_metrics(cluster, digits_root, tmp_path):
+def test_ddp_trial_with_two_cpu_workers_reports_rank0_metrics(cluster, digits_root, tmp_path,
+                                                              smoke_run):
     write_base(tmp_path, digits_root)
-    spec = search_dict(tmp_path / "runs", budget={"num_samples": 1, "iterations": 20},
-                       resources={"mode": "ddp", "workers": 2, "cpu": 1})
+    spec = search_dict(tmp_path / "runs", budget={"num_samples": 1, "iterations": 30},
+                       resources={"mode": "ddp", "workers": 2, "cpu": 1})  # past P = 20
     res = run(search_cmd(write_search(tmp_path, spec), cluster))
     assert res.returncode == 0, res.stderr[-3000:]
     run_dir = tmp_path / "runs" / "t"
@@ -144,9 +145,31 @@ def test_ddp_trial_with_two_cpu_workers_reports_rank0_metrics(cluster, digits_ro
     rank0 = [json.loads(ln) for ln in
              (next((run_dir / "consistent").glob("*/runs/consistent__seed0")) / "metrics.jsonl")
              .read_text().splitlines()]
-    assert rank0[-1]["step"] == 20
+    assert rank0[-1]["step"] == 30
     assert trial["last"]["objective"] == rank0[-1]["valid/top1_median20"]
     assert trial["last"]["consistent/eval/top1"] == rank0[-1]["eval/top1"]
+    # One aggregation function for both modes: a ddp trial reports the names a single one does.
+    single = leaderboard(smoke_run[1])["consistent"]["finished"][0]["last"]
+    ours = lambda m: {k for k in m if k.startswith(("consistent/", "objective"))}  # noqa: E731
+    assert ours(trial["last"]) == ours(single)
+
+
+def test_studies_of_one_search_run_at_the_same_time(cluster, digits_root, tmp_path):
+    """Two scenarios -> two studies, each with max_concurrent 1: they are in flight together
+    (the old driver ran them one after the other), seen from Tune's trial start/end times."""
+    write_base(tmp_path, digits_root)
+    scenarios = [{"name": n, "unlabeled": n, "n1": 20, "m1": 60, "gamma_l": 5,
+                  "gamma_u": 1 if n == "uniform" else 5} for n in ("consistent", "uniform")]
+    spec = search_dict(tmp_path / "runs", scenarios=scenarios,
+                       budget={"num_samples": 2, "max_concurrent": 1, "iterations": 30})
+    res = run(search_cmd(write_search(tmp_path, spec), cluster))
+    assert res.returncode == 0, res.stderr[-3000:]
+    board = leaderboard(tmp_path / "runs" / "t")
+    spans = {study: [(t["start"], t["end"]) for t in b["finished"] + b["stopped"]]
+             for study, b in board.items()}
+    assert all(len(v) == 2 for v in spans.values()), spans
+    a, b = spans["consistent"], spans["uniform"]
+    assert any(s1 < e2 and s2 < e1 for s1, e1 in a for s2, e2 in b), spans
 
 
 def test_report_renders_in_headless_chromium(smoke_run, tmp_path):
@@ -219,3 +242,63 @@ def test_kill9_trial_worker_resumes_from_checkpoint_with_identical_metrics(clust
     keys = [k for k in ref[-1] if k.startswith("consistent/") and "perf/" not in k]
     assert keys and {k: rows[-1][k] for k in keys} == {k: ref[-1][k] for k in keys}
     assert rows[-1]["objective"] == ref[-1]["objective"]
+
+
+
+def _copy_with_a_winner(run_dir, dst):
+    """The smoke run copied (the shared fixture stays untouched), its baseline trial demoted if
+    it won: this test is about the training path (a baseline winner trains nothing and is
+    covered by tests/test_verify.py)."""
+    import shutil
+
+    shutil.copytree(run_dir, dst)
+    finished = leaderboard(dst)["consistent"]["finished"]
+    if finished[0]["baseline"]:
+        if len(finished) < 2:
+            pytest.skip("the baseline is the smoke search's only finished trial")
+        res = dst / "consistent" / os.path.basename(finished[0]["dir"]) / "result.json"
+        rows = [json.loads(ln) for ln in res.read_text().splitlines() if ln.strip()]
+        rows[-1]["objective"] = finished[-1]["last"]["objective"] - 1
+        res.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return dst
+
+
+def test_verify_smoke_on_held_out_seeds_then_export_copies_the_verdict(smoke_run, cluster, tmp_path):
+    """``verify --smoke`` on the cluster: winner and baseline trained on seeds 100 and 101 as Ray
+    tasks, verify.json per study, then export puts the verdict in the header. A second verify
+    trains nothing (no Ray at all)."""
+    run_dir = _copy_with_a_winner(smoke_run[1], tmp_path / "t")
+    res = run([sys.executable, "-m", "daso_ray.verify", str(run_dir), "--smoke", "--address", cluster])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "[verify] training 4 of 4 runs" in res.stdout
+    report = json.loads((run_dir / "verify.json").read_text())
+    assert report["metric"] == "eval/top1_median20" and report["seeds"] == [100, 101]
+    e = report["studies"]["consistent"]
+    assert e["verdict"] in ("adopt", "keep_baseline", "inconclusive")
+    assert e["seeds"] == [100, 101] and e["iterations"] == 20  # --smoke: 2 x run.eval_period
+    best = leaderboard(run_dir)["consistent"]["finished"][0]
+    assert e["winner"]["trial_id"] == best["trial_id"] and not best["baseline"]
+    base, win = e["baseline"]["values"], e["winner"]["values"]
+    assert len(base) == len(win) == 2
+    assert e["gain"] == pytest.approx((win[0] - base[0] + win[1] - base[1]) / 2)
+    lo, hi = e["ci"]
+    assert lo <= e["gain"] <= hi
+    for role, value in (("baseline", base[0]), ("winner", win[0])):
+        done = json.loads((run_dir / "verify" / "consistent" / role / "consistent__seed100" /
+                           "results.json").read_text())
+        assert done["eval/top1_median20"] == value and done["iterations"] == 20
+        assert done["config"]["run"]["seed"] == 100 == done["config"]["data"]["seed_split"]
+        assert done["config"]["optim"]["lr"] == e[role]["params"]["optim.lr"]
+    assert e["verdict"] in res.stdout and res.stdout.rstrip().endswith("more seeds may decide)")
+
+    again = run([sys.executable, "-m", "daso_ray.verify", str(run_dir), "--smoke"])
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "nothing to train" in again.stdout and "Started a local Ray" not in again.stderr
+    assert json.loads((run_dir / "verify.json").read_text())["studies"] == report["studies"]
+
+    out = tmp_path / "verified"
+    exp = run([sys.executable, "-m", "daso_ray.export", str(run_dir), "--out", str(out)])
+    assert exp.returncode == 0, exp.stderr
+    text = (out / "t__consistent.yaml").read_text()
+    assert f"# verify: {e['verdict']} — winner - baseline = {e['gain']:+.2f} points" in text
+    assert e["verdict"] in exp.stdout

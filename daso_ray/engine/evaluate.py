@@ -12,6 +12,10 @@ import statistics
 import numpy as np
 import torch
 
+# The test confusion matrix in a run's last metrics (rows true class, columns predicted; the key
+# study/objective.py sums over seeds).
+CONFUSION_KEY = "eval/confusion"
+
 
 @torch.no_grad()
 def confusion(predict, batches, num_classes: int, log_prior: torch.Tensor | None = None):

@@ -24,7 +24,7 @@ from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.data.module import TrainData
 from daso_ray.dist import LOCAL, Collective
 from daso_ray.engine import checkpoint
-from daso_ray.engine.evaluate import confusion, median_last, metrics_from_confusion, pl_quality
+from daso_ray.engine.evaluate import CONFUSION_KEY, confusion, median_last, metrics_from_confusion, pl_quality
 from daso_ray.engine.step import NonFiniteLoss, Stepper, check_finite, resolve_device
 
 ReportFn = Callable[[dict, "str | None"], None]
@@ -155,7 +155,11 @@ class Trainer:
             self.stepper.raise_if_non_finite()
             check_finite(torch.stack([v.cpu() for v in logs.values()] or [torch.zeros(())]), logs,
                          self.step - 1)
-        metrics = {"step": self.step, **self.evaluate()}
+        # The test confusion matrix ([K][K] ints) only at the schedule's end (T_max, fixed when
+        # the run was built): it is what the report draws for the winner, and every window's copy
+        # would bloat metrics.jsonl and Tune's results. A run cut short (ASHA, a kill) has none.
+        last = self.step == self.ctx.iterations
+        metrics = {"step": self.step, **self.evaluate(with_confusion=last)}
         w = self._window
         if logs:  # training logs as the mean over ranks (identity on one rank)
             mean = self.dist.all_sum(torch.stack([v.float() for v in logs.values()])) / self.dist.world
@@ -186,8 +190,9 @@ class Trainer:
         self._window_reset()
 
     @torch.no_grad()
-    def evaluate(self) -> dict:
-        """EMA model in eval mode on the test set (``eval/*``) and validation set (``valid/*``)."""
+    def evaluate(self, with_confusion: bool = False) -> dict:
+        """EMA model in eval mode on the test set (``eval/*``) and validation set (``valid/*``);
+        ``with_confusion`` adds the test set's ``eval/confusion`` (rows true, columns predicted)."""
         ema, counts = self.nets.ema, self.ctx.labeled_counts.tolist()
         ema.eval()
         out = {"data/labeled_counts": counts}  # orders per-class recall head -> tail in reports
@@ -203,6 +208,8 @@ class Trainer:
             conf, conf_la = self.dist.all_sum(conf), self.dist.all_sum(conf_la)
             out.update(metrics_from_confusion(conf, counts, prefix))
             out[f"{prefix}/top1_la"] = 100.0 * float(conf_la.trace()) / max(int(conf_la.sum()), 1)
+            if with_confusion and prefix == "eval":
+                out[CONFUSION_KEY] = conf.tolist()
         return out
 
     def _results(self) -> dict:

@@ -1,0 +1,88 @@
+"""Held-out verification runs on Ray (``python -m daso_ray.verify``): one Ray task per
+(study, role, scenario, seed), all in flight at once, each the one training loop
+(:func:`daso_ray.train.run_one`) in its own folder ``RUN_DIR/verify/<study>/<role>/<scenario>__seed<S>/``.
+
+No finished result is lost: a job with ``results.json`` is never submitted, a job with a
+checkpoint resumes from its newest one, and the driver keeps a copy of every result it receives
+(on a cluster without a shared filesystem the task wrote it on another node).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import ray
+
+from daso_ray.config import from_dict, to_dict
+from daso_ray.data.ffcv_io import atomic_write_text
+from daso_ray.errors import UserError
+from daso_ray.ray_jobs.cluster import connect
+from daso_ray.study.spec import Resources
+from daso_ray.study.verify import METRIC, Job, state
+
+
+def _train(config: dict, out: str, cpu: float) -> dict:
+    """Ray task body: train (or finish) one run; its results.json content."""
+    import torch
+
+    from daso_ray.engine import checkpoint
+    from daso_ray.train import run_one
+
+    torch.set_num_threads(max(1, int(cpu)))  # as many threads as CPUs reserved: no oversubscription
+    out_dir = Path(out)
+    if (out_dir / "results.json").is_file():  # finished on this node already (a retried task)
+        return json.loads((out_dir / "results.json").read_text())
+    resume = out_dir if checkpoint.latest(out_dir) else None
+    if resume is None:  # killed before its first checkpoint: its metric lines restart with it
+        (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+    cfg, name = from_dict(config), "/".join(out_dir.parts[-3:])
+
+    def report(m: dict, ckpt: str | None) -> None:  # one short line per evaluation
+        print(f"[{name}] {m['step']}/{cfg.run.iterations} eval/top1 {m['eval/top1']:.2f}", flush=True)
+
+    return run_one(cfg, out_dir, resume=resume, report=report)
+
+
+def train_jobs(jobs: list[Job], run_dir: Path, resources: Resources, address: str | None = None,
+               num_cpus: int | None = None) -> dict[str, dict]:
+    """Train every job not yet finished, in parallel; {job name: its results.json content}.
+
+    Each task reserves ``resources.cpu`` CPUs and ``resources.gpu`` GPUs (a trial's share).
+    Raises UserError, one line per failed job naming it and its folder, once every other job has
+    finished (so a rerun only trains the failed ones).
+    """
+    if not ray.is_initialized():  # the pipeline has joined the cluster for its search already
+        connect(address, num_cpus)
+    # max_retries: a lost worker (node gone, OOM kill) retries the task, which resumes from its
+    # newest checkpoint; an exception in training is not retried (it would fail the same way).
+    task = ray.remote(num_cpus=resources.cpu, num_gpus=resources.gpu, max_retries=2)(_train)
+    todo = [j for j in jobs if state(j, run_dir) != "done"]
+    refs = {task.options(name=f"verify:{j.name}").remote(to_dict(j.cfg), str(j.dir(run_dir)),
+                                                         resources.cpu): j for j in todo}
+    results, failed, pending = {}, [], list(refs)
+    while pending:
+        (ref,), pending = ray.wait(pending, num_returns=1)
+        job = refs[ref]
+        try:
+            res = ray.get(ref)
+        except ray.exceptions.RayError as err:
+            last = [ln for ln in str(err).splitlines() if ln.strip()] or [type(err).__name__]
+            why = last[-1].strip().removeprefix("daso_ray.errors.UserError: ")
+            failed.append(f"verify run {job.name} failed ({why}) — see "
+                          f"{job.dir(run_dir)}; fix the cause and rerun verify (finished runs are kept)")
+            continue
+        results[job.name] = res
+        _keep(job.dir(run_dir) / "results.json", res)
+        print(f"[verify] {len(results)}/{len(todo)} {job.name}: {METRIC} "
+              f"{res.get(METRIC, float('nan')):.2f}", flush=True)
+    if failed:
+        raise UserError("\n".join(sorted(failed)))
+    return results
+
+
+def _keep(path: Path, res: dict) -> None:
+    """The driver's copy of a result, unless the task wrote it here (a shared or local dir)."""
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(res, indent=1))
