@@ -170,6 +170,13 @@ def test_studies_of_one_search_run_at_the_same_time(cluster, digits_root, tmp_pa
     assert all(len(v) == 2 for v in spans.values()), spans
     a, b = spans["consistent"], spans["uniform"]
     assert any(s1 < e2 and s2 < e1 for s1, e1 in a for s2, e2 in b), spans
+    # Each study's trials trained its own scenario (one job registers every study's trainable:
+    # under a shared name one study's trials ran another's scenario) and wrote in its folder.
+    for study, b in board.items():
+        for t in b["finished"] + b["stopped"]:
+            assert f"{study}/valid/top1_median20" in t["last"], (study, sorted(t["last"]))
+            runs = {p.name for p in (tmp_path / "runs" / "t" / study).glob("trial_*/runs/*")}
+            assert runs == {f"{study}__seed0"}, (study, runs)
 
 
 def test_report_renders_in_headless_chromium(smoke_run, tmp_path):

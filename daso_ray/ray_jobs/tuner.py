@@ -56,11 +56,23 @@ def _trainable(spec: SearchSpec, base: Config, study: str, scenarios: list, run_
     if res.mode == "single":
         fn = functools.partial(single_trial, spec=spec, base=base, scenarios=scenarios,
                                runs_root=runs_root)
-        return tune.with_resources(fn, {"cpu": res.cpu, "gpu": res.gpu})
+        return tune.with_resources(_named(fn, study), {"cpu": res.cpu, "gpu": res.gpu})
     fn = functools.partial(ddp_trial, spec=spec, base=base, scenario=scenarios[0],
                            storage=storage.join(run_dir, "_train"), runs_root=runs_root)
     # The trial actor only drives Train: a sliver of CPU; the workers hold the real resources.
-    return tune.with_resources(fn, {"cpu": 0.01})
+    return tune.with_resources(_named(fn, study), {"cpu": 0.01})
+
+
+def _named(fn: functools.partial, study: str):
+    """The trainable under a name of its own. Tune registers trainables by name in the job's
+    key-value store, and the studies of a search run in one job: under one shared name
+    ("single_trial") the last study's registration — its scenario, its folders — would serve
+    every study's trials."""
+    def trainable(config: dict) -> None:
+        return fn(config)
+
+    trainable.__name__ = trainable.__qualname__ = f"{fn.func.__name__}_{study}"
+    return trainable
 
 
 def _tuner(spec: SearchSpec, base: Config, study: str, scenarios: list, run_dir: str) -> tune.Tuner:
@@ -99,8 +111,10 @@ def run_studies(spec: SearchSpec, base: Config, run_dir: str, resume: bool) -> N
         if not (resume and tune.Tuner.can_restore(path)) and storage.exists(path):
             raise UserError(f"{path} holds an unfinished study — continue it with --resume")
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    task = ray.remote(num_cpus=0, max_retries=0)(run_study).options(scheduling_strategy=here)
-    refs = [task.remote(spec, base, study, scns, run_dir, resume) for study, scns in todo.items()]
+    task = ray.remote(num_cpus=0, max_retries=0)(run_study)
+    # Named tasks: Ray prefixes each study's progress table with "(study_<name> pid=...)".
+    refs = [task.options(scheduling_strategy=here, name=f"study_{study}")
+            .remote(spec, base, study, scns, run_dir, resume) for study, scns in todo.items()]
     problems = [line for lines in ray.get(refs) for line in lines]
     if problems:
         raise UserError("\n".join(problems))
