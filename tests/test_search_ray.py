@@ -81,6 +81,7 @@ def test_smoke_search_asha_export_and_train(smoke_run):
     assert study.trials[0].params == base_values
     marked = [t for b in board.values() for t in b if t["baseline"]]
     assert len(marked) == 1 and marked[0]["params"] == base_values
+    assert marked[0] in board["finished"]  # ASHA never stops the baseline
     assert "(baseline)" in res.stdout
     assert list((run_dir / "consistent").glob("*/events.out.tfevents.*"))  # TensorBoard per trial
 

@@ -1,4 +1,5 @@
-"""OptunaSearch that keeps low-fidelity values low-fidelity (DESIGN.md principle 2).
+"""OptunaSearch that keeps low-fidelity values low-fidelity (DESIGN.md principle 2), and an
+ASHA that never stops the baseline (principle 1).
 
 Ray's ``OptunaSearch`` stores a trial that ASHA stopped at its first rung as COMPLETE with that
 rung's value, so TPE (and optuna-dashboard) take a 300-iteration value for a final one; it files
@@ -18,6 +19,7 @@ import logging
 import math
 
 from optuna.trial import TrialState
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 log = logging.getLogger(__name__)
@@ -62,3 +64,22 @@ class StudySearch(OptunaSearch):
         except Exception as exc:  # noqa: BLE001 — a storage hiccup must not stop the search
             log.warning("optuna tell(%s) for trial %s failed: %s", state.name, trial_id, exc)
         self._completed_trials.add(trial_id)
+
+
+class BaselineASHA(ASHAScheduler):
+    """ASHA whose rungs record the baseline trial's values but never stop it: the baseline must
+    reach the trial budget, so a study's best finished trial is never below the base config on
+    the study's own objective (and verification has a finished baseline to compare with).
+    ``baseline``: {config path: value}, the trial config the baseline is enqueued with."""
+
+    def __init__(self, *args, baseline: dict, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._baseline = dict(baseline)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)  # records the rung value
+        reached = result.get(self._time_attr, 0) >= self._max_t
+        if action == TrialScheduler.STOP and not reached and trial.config == self._baseline:
+            self._num_stopped -= 1
+            return TrialScheduler.CONTINUE
+        return action

@@ -21,13 +21,12 @@ import functools
 
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from daso_ray import storage
 from daso_ray.config import Config
 from daso_ray.errors import UserError
-from daso_ray.ray_jobs.searcher import StudySearch
+from daso_ray.ray_jobs.searcher import BaselineASHA, StudySearch
 from daso_ray.ray_jobs.trial import ddp_trial, single_trial
 from daso_ray.study.compose import baseline_params, trial_iterations
 from daso_ray.study.objective import objective_names
@@ -86,8 +85,9 @@ def _tuner(spec: SearchSpec, base: Config, study: str, scenarios: list, run_dir:
     scheduler = None
     if spec.budget.asha and spec.budget.asha.enabled:
         a = spec.budget.asha
-        scheduler = ASHAScheduler(time_attr="step", metric="objective", mode=spec.objective.mode,
-                                  max_t=iters, grace_period=a.grace, reduction_factor=a.reduction)
+        scheduler = BaselineASHA(time_attr="step", metric="objective", mode=spec.objective.mode,
+                                 max_t=iters, grace_period=a.grace, reduction_factor=a.reduction,
+                                 baseline=baseline_params(spec, base))
     return tune.Tuner(
         _trainable(spec, base, study, scenarios, run_dir),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
@@ -110,6 +110,9 @@ def run_studies(spec: SearchSpec, base: Config, run_dir: str, resume: bool) -> N
         path = storage.join(run_dir, study)
         if not (resume and tune.Tuner.can_restore(path)) and storage.exists(path):
             raise UserError(f"{path} holds an unfinished study — continue it with --resume")
+    # Create the Optuna storage (its schema) here, once: studies opening a fresh sqlite file at
+    # the same moment race to stamp its schema version and one of them fails.
+    optuna_storage(spec, run_dir)
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     task = ray.remote(num_cpus=0, max_retries=0)(run_study)
     # Named tasks: Ray prefixes each study's progress table with "(study_<name> pid=...)".

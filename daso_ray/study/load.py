@@ -4,6 +4,8 @@ Also ``--smoke``: the same search shrunk ~25x, its schedule's shape kept."""
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,7 @@ def config_problems(spec: SearchSpec, base: Config) -> list[str]:
                 line = f"scenario {scn.name} with {'high' if end else 'low'} params: {first}"
                 if line not in out:
                     out.append(line)
+    out += resolution_problems(spec, base)
     iters = trial_iterations(spec, base)
     if spec.budget.asha and spec.budget.asha.grace >= iters:
         out.append(f"budget.asha.grace: {spec.budget.asha.grace} >= the trial's iterations "
@@ -125,3 +128,47 @@ def _get_path(raw: dict, key: str) -> Any:
             return None
         node = node[part]
     return node
+
+
+def resolution_problems(spec: SearchSpec, base: Config) -> list[str]:
+    """A validation hold-out too small to rank trials, for every valid/ objective: none, < 2
+    images per class, or one image moving the metric by more than ``objective.min_resolution``
+    points. ``base``: validated, so ``num_valid`` is the dataset's own default when unset."""
+    out = []
+    metrics = [spec.objective.metric, *[e.metric for e in spec.objective.extra]]
+    for i, metric in enumerate(metrics):
+        where = "objective.metric" if i == 0 else f"objective.extra.{i - 1}.metric"
+        if metric.startswith("valid/"):
+            out += _resolution(spec, base, where, metric)
+    return out
+
+
+def _resolution(spec: SearchSpec, base: Config, where: str, metric: str) -> list[str]:
+    num_valid = base.data.num_valid
+    if num_valid == 0:
+        return [f"{where}: '{metric}' needs a validation hold-out but data.num_valid is 0 — "
+                "set data.num_valid (under set:) or use an eval/ metric"]
+    out = []
+    classes = _num_classes(base.data.root)
+    if classes and num_valid < 2 * classes:
+        out.append(f"data.num_valid: {num_valid} images for {classes} classes (< 2 per class) "
+                   f"cannot rank trials on '{metric}' — set data.num_valid >= {2 * classes}")
+    step = 100.0 / num_valid
+    if step > spec.objective.min_resolution:
+        need = math.ceil(100.0 / spec.objective.min_resolution)
+        out.append(f"data.num_valid: {num_valid} — one validation image moves '{metric}' by "
+                   f"{step:.2g} points, more than objective.min_resolution "
+                   f"{spec.objective.min_resolution}; set data.num_valid >= {need} (or raise "
+                   "objective.min_resolution)")
+    return out
+
+
+def _num_classes(root: str | None) -> int | None:
+    """The class count from a prepared dataset's manifest (None when it is not prepared here)."""
+    manifest = Path(root) / "manifest.json" if root else None
+    if manifest is None or not manifest.is_file():
+        return None
+    try:
+        return int(json.loads(manifest.read_text())["num_classes"])
+    except (ValueError, KeyError, TypeError):
+        return None

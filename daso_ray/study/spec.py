@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import math
 import re
 from pathlib import Path
@@ -169,8 +168,6 @@ def spec_problems(spec: SearchSpec, base: dict, base_name: str = "base") -> list
         where = "objective.metric" if i == 0 else f"objective.extra.{i - 1}.metric"
         if metric not in TUNE_KEYS:
             out.append(f"{where}: unknown metric '{metric}' — one of {', '.join(TUNE_KEYS[:14])}")
-        if metric.startswith("valid/"):
-            out += _resolution_problems(spec, base, where, metric)
     if spec.resources.mode == "ddp" and spec.budget.seeds > 1:
         out.append(f"budget.seeds: {spec.budget.seeds} but a ddp trial trains one seed — use "
                    "seeds: 1, or resources.mode: single (seeds train side by side)")
@@ -184,40 +181,6 @@ def spec_problems(spec: SearchSpec, base: dict, base_name: str = "base") -> list
         out.append(f"storage: {spec.storage!r} is not a storage URI Ray Tune can write — use a "
                    "directory, s3://bucket/prefix, gs://bucket/prefix or file:///abs/path")
     return out
-
-
-def _resolution_problems(spec: SearchSpec, base: dict, where: str, metric: str) -> list[str]:
-    """A validation hold-out too small to rank trials: < 2 images per class, or one image moving
-    the metric by more than ``objective.min_resolution`` points."""
-    data = base_with_set(spec, base).get("data", {})
-    num_valid = data.get("num_valid", Config.model_fields["data"].default.num_valid)
-    if num_valid == 0:
-        return [f"{where}: '{metric}' needs a validation hold-out but data.num_valid is 0 — "
-                "set data.num_valid (under set:) or use an eval/ metric"]
-    out = []
-    classes = _num_classes(data.get("root"))
-    if classes and num_valid < 2 * classes:
-        out.append(f"data.num_valid: {num_valid} images for {classes} classes (< 2 per class) "
-                   f"cannot rank trials on '{metric}' — set data.num_valid >= {2 * classes}")
-    step = 100.0 / num_valid
-    if step > spec.objective.min_resolution:
-        need = math.ceil(100.0 / spec.objective.min_resolution)
-        out.append(f"data.num_valid: {num_valid} — one validation image moves '{metric}' by "
-                   f"{step:.2g} points, more than objective.min_resolution "
-                   f"{spec.objective.min_resolution}; set data.num_valid >= {need} (or raise "
-                   "objective.min_resolution)")
-    return out
-
-
-def _num_classes(root: str | None) -> int | None:
-    """The class count from a prepared dataset's manifest (None when it is not prepared here)."""
-    manifest = Path(root) / "manifest.json" if root else None
-    if manifest is None or not manifest.is_file():
-        return None
-    try:
-        return int(json.loads(manifest.read_text())["num_classes"])
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 def _is_config_path(key: str) -> bool:
