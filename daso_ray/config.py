@@ -26,12 +26,31 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+# Data defaults that depend on the dataset, filled in for the keys a config leaves out (the field
+# defaults below are CIFAR-10's). The protocols' numbers for the benchmarks; for the naturally
+# long-tailed sources (Semi-Aves, a user's folders) "the data's own": every labeled image
+# (n_max_l: null), every unlabeled one, no imposed profile and no validation hold-out — a CIFAR
+# hold-out of 5000 images is larger than most folders. Their unlabeled images have no labels, so no
+# class profile can be imposed on them: scenario uniform, imb_ratio_u 1 (daso_ray.data.longtail).
+_NATURAL = dict(n_max_l=None, n_max_u=None, imb_ratio_l=1.0, imb_ratio_u=1.0, scenario="uniform",
+                num_valid=0)
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "digits": dict(n_max_l=30, n_max_u=100, imb_ratio_l=10.0, imb_ratio_u=10.0, num_valid=100),
+    "cifar10": dict(n_max_l=1500, n_max_u=3000, imb_ratio_l=100.0, imb_ratio_u=100.0, num_valid=5000),
+    "cifar100": dict(n_max_l=150, n_max_u=300, imb_ratio_l=10.0, imb_ratio_u=10.0, num_valid=5000),
+    "stl10": dict(n_max_l=450, n_max_u=None, imb_ratio_l=10.0, imb_ratio_u=1.0, scenario="uniform",
+                  num_valid=500),
+    "semi_aves": dict(_NATURAL),
+    "folder": dict(_NATURAL),
+}
+
+
 class DataConfig(Strict):
     dataset: Literal[DATASETS] = "cifar10"  # type: ignore[valid-type]
-    root: str = "data/cifar10"  # folder written by `python -m daso_ray.prepare`
+    root: str = "data/cifar10"  # folder written by `python -m daso_ray.prepare`; default data/<dataset>
     loader: Literal["ffcv", "torch"] = "ffcv"
     scenario: Literal["consistent", "uniform", "reversed"] = "consistent"
-    n_max_l: int = Field(1500, ge=1)  # N_1: labeled head-class size
+    n_max_l: int | None = Field(1500, ge=1)  # N_1: labeled head-class size; null = every labeled image
     n_max_u: int | None = Field(3000, ge=1)  # M_1; null = every unlabeled image (STL-10, Semi-Aves)
     imb_ratio_l: float = Field(100.0, ge=1.0)  # gamma_l
     imb_ratio_u: float = Field(100.0, ge=1.0)  # gamma_u; reversal is the scenario, never < 1
@@ -43,6 +62,15 @@ class DataConfig(Strict):
     num_workers: int = Field(2, ge=1)
     image_size: int = Field(32, ge=8)  # model input side (STL-10 is augmented at 96 px, fed at 32)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_defaults(cls, raw: Any) -> Any:
+        """Fill the keys ``raw`` leaves out from :data:`DATASET_DEFAULTS` of its dataset."""
+        if not isinstance(raw, dict) or raw.get("dataset", "cifar10") not in DATASETS:
+            return raw  # not a mapping / unknown dataset: the field validators name the problem
+        dataset = raw.get("dataset", "cifar10")
+        return {"root": f"data/{dataset}", **DATASET_DEFAULTS[dataset], **raw}
+
     @model_validator(mode="after")
     def _scenario_ratios(self) -> DataConfig:
         if self.scenario == "uniform" and self.imb_ratio_u != 1.0:
@@ -52,6 +80,19 @@ class DataConfig(Strict):
                 f"data.scenario: '{self.scenario}' with imb_ratio_u: 1 is the uniform scenario; "
                 "set scenario: uniform"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _valid_holdout_per_class(self) -> DataConfig:
+        # Issue 13 case 6. The hold-out is num_valid // K images per class, so 0 < num_valid < K
+        # holds out nothing: no valid/* metric, and a search on it ranks NaNs. Caught here for
+        # the datasets whose class count is fixed (also when a search validates its base without
+        # the prepared data); TrainData checks every dataset against its manifest.
+        classes = {"digits": 10, "cifar10": 10, "stl10": 10, "cifar100": 100}.get(self.dataset)
+        if classes and 0 < self.num_valid < classes:
+            raise ValueError(f"num_valid: {self.num_valid} holds out 0 images per class of the "
+                             f"{classes} classes — set data.num_valid >= {classes} (or 0 for no "
+                             "validation hold-out)")
         return self
 
 

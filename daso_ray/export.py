@@ -22,6 +22,7 @@ from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError, cli_entry
 from daso_ray.study.compose import compose, final_iterations
 from daso_ray.study.leaderboard import leaderboard, read_meta
+from daso_ray.study.objective import is_finite
 from daso_ray.study.spec import SearchSpec
 from daso_ray.study.verify import header_line, keeps_baseline
 from daso_ray.study.verify import read as read_verify
@@ -38,6 +39,7 @@ def export(run_dir: Path, out: Path, top_k: int = 1) -> list[dict]:
     if not any(b["finished"] for b in board.values()):
         raise UserError(f"{run_dir}: no finished trial yet (none reached {meta['iterations']} "
                         "iterations) — let the search run, or continue it with --resume")
+    board = _finite_only(board, meta["objective"]["metric"])
     iterations = final_iterations(spec, base)
     checked = (read_verify(run_dir) or {}).get("studies", {})
     files: dict[Path, str] = {}
@@ -79,6 +81,23 @@ def summary(records: list[dict], metric: str) -> str:
         lines.append(f"{r['study']:<14} {r['value']:>20.2f}  {r['verdict']:<13} {r['trial_id']:<9} "
                      f"{params} -> {r['path']}")
     return "\n".join(lines)
+
+
+def _finite_only(board: dict, metric: str) -> dict:
+    """The board with only the finished trials whose objective is a finite number: a NaN (e.g.
+    a valid/* metric over an empty hold-out) ranks nothing and is never a winner. A study whose
+    finished trials are all non-finite stops the export (one error line, nothing written)."""
+    out, bad = {}, []
+    for study, b in board.items():
+        finite = [t for t in b["finished"] if is_finite(t["last"].get("objective"))]
+        if b["finished"] and not finite:
+            bad.append(study)
+        out[study] = {**b, "finished": finite}
+    if bad:
+        raise UserError(f"study {', '.join(bad)}: no finished trial has a finite objective "
+                        f"({metric} is NaN or missing in all) — check the metric exists (a valid/ "
+                        "metric needs data.num_valid >= the class count), then search again")
+    return out
 
 
 def _verified(checked: dict, study: str, finished: list[dict]) -> dict | None:

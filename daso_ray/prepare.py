@@ -9,18 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
-from daso_ray.config import DATASETS, DataConfig
-from daso_ray.errors import UserError, cli_entry
+import numpy as np
 
-# Protocol defaults per dataset, used for the split records written at prepare time.
-DEFAULT_DATA = {
-    "digits": dict(n_max_l=30, n_max_u=100, imb_ratio_l=10, imb_ratio_u=10, num_valid=100),
-    "cifar10": dict(n_max_l=1500, n_max_u=3000, imb_ratio_l=100, imb_ratio_u=100, num_valid=5000),
-    "cifar100": dict(n_max_l=150, n_max_u=300, imb_ratio_l=10, imb_ratio_u=10, num_valid=5000),
-    "stl10": dict(n_max_l=450, n_max_u=None, imb_ratio_l=10, imb_ratio_u=1, num_valid=500),
-}
+from daso_ray.config import DATASET_DEFAULTS, DATASETS, DataConfig
+from daso_ray.errors import UserError, cli_entry
 
 
 def parser() -> argparse.ArgumentParser:
@@ -35,25 +30,47 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def protocol_configs(dataset: str) -> list[DataConfig]:
+    """The splits prepare records (seed 0): the protocol's consistent / uniform / reversed ones
+    where U is carved out of train; one where the unlabeled images are a split of their own
+    (STL-10: unknown distribution; Semi-Aves, folders: the data's own)."""
+    defaults = DATASET_DEFAULTS[dataset]
+    if defaults["n_max_u"] is None:
+        return [DataConfig(dataset=dataset)]
+    return [DataConfig(dataset=dataset, scenario=scenario,
+                       imb_ratio_u=1.0 if scenario == "uniform" else defaults["imb_ratio_u"])
+            for scenario in ("consistent", "uniform", "reversed")]
+
+
+def check_source_fits(dataset: str, source, src: Path | None) -> None:
+    """Before anything is written: the recorded splits must fit the source. The split's own error
+    names training keys (``data.n_max_l``) prepare has no flag for, so say it in prepare's terms."""
+    from daso_ray.data.longtail import make_split, split_spec
+    from daso_ray.data.sources import shown
+
+    train, k = source.splits["train"].labels, source.num_classes
+    unl = source.splits["unlabeled"].labels if "unlabeled" in source.splits else None
+    for data in protocol_configs(dataset):
+        try:
+            make_split(train, split_spec(data, k), unl)
+        except UserError:
+            have = np.bincount(train[train >= 0], minlength=k)[:k]
+            parts = {"N_1": data.n_max_l, "M_1": data.n_max_u if unl is None else None,
+                     "validation": data.num_valid // k}
+            need = max(1, sum(v for v in parts.values() if v))
+            what = " + ".join(f"{name} {v}" for name, v in parts.items() if v)
+            c = int(np.argmin(have))
+            raise UserError(
+                f"--src {shown(src)}: class {c} has {int(have[c])} labeled training images but the "
+                f"{dataset} protocol split prepare records needs {need} per class ({what}) — pass "
+                f"the complete {dataset} source (README: Prepare data)") from None
+
+
 def write_default_splits(dataset: str, out: Path, manifest: dict) -> list[Path]:
-    """Record the protocol's consistent / uniform / reversed splits (seed 0) under out/splits/."""
+    """Record :func:`protocol_configs` under ``out/splits/`` (``out``: the folder being written)."""
     from daso_ray.data.module import build_split
 
-    if dataset not in DEFAULT_DATA:
-        return [build_split(DataConfig(dataset=dataset, root=str(out), num_valid=0, n_max_u=None,
-                                       imb_ratio_u=1, scenario="uniform", imb_ratio_l=1),
-                            manifest, out).path]
-    paths = []
-    for scenario in ("consistent", "uniform", "reversed"):
-        kw = dict(DEFAULT_DATA[dataset])
-        if scenario == "uniform" or kw["n_max_u"] is None:
-            kw.update(imb_ratio_u=1, scenario="uniform")
-        else:
-            kw.update(scenario=scenario)
-        if dataset == "stl10" and scenario != "uniform":
-            continue  # STL-10's unlabeled set has an unknown distribution: one record only
-        paths.append(build_split(DataConfig(dataset=dataset, root=str(out), **kw), manifest, out).path)
-    return paths
+    return [build_split(data, manifest, out).path for data in protocol_configs(dataset)]
 
 
 @cli_entry
@@ -65,9 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.short_side < 32:
         raise UserError(f"--short-side {args.short_side}: must be at least 32")
     source = load_source(args.dataset, args.src)
+    for note in source.notes:
+        print(f"note: {note}", file=sys.stderr)
+    check_source_fits(args.dataset, source, args.src)  # before any image is encoded
+    splits: list[Path] = []
+    # The records are written into the temporary folder: published together with the data or not
+    # at all (a failing record never leaves a half-prepared --out behind).
     manifest = prepare_source(source, args.out, short_side=args.short_side, workers=args.workers,
-                              with_ffcv=False if args.no_ffcv else None, force=args.force)
-    splits = write_default_splits(args.dataset, args.out, manifest)
+                              with_ffcv=False if args.no_ffcv else None, force=args.force,
+                              finish=lambda tmp, m: splits.extend(
+                                  write_default_splits(args.dataset, tmp, m)))
     counts = {k: v["count"] for k, v in manifest["splits"].items()}
     print(f"prepared {args.dataset} -> {args.out}: {counts}, {len(splits)} split record(s), "
           f"checksum {manifest['checksum'][:12]}")

@@ -4,14 +4,19 @@ Trains locally (no Ray) and writes, under ``run.out_dir`` (or ``--out``): ``conf
 validated config), ``checkpoints/``, ``metrics.jsonl`` (one line per evaluation) and
 ``results.json`` (final metrics, median-20, the config). With ``--seeds N`` seed i in 0..N-1 sets both
 ``run.seed`` and ``data.seed_split`` (specs/daso.md §2.5) in ``<out>/seed_<i>/``, and
-``<out>/results.json`` holds mean ± std over the seeds.
+``<out>/results.json`` holds mean ± std over the seeds. On a terminal a progress line
+(``[  120/1000] 12.3 it/s, ETA 71 s``) is redrawn in place between evaluations; piped to a file
+or a CI log, stdout gets the evaluation lines only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -32,7 +37,11 @@ def run_one(cfg: Config, out: Path, resume: Path | None = None, report=None) -> 
         # Never overwrite a finished run or its checkpoints.
         raise UserError(f"{out} already holds a run — continue it with --resume {out}, or pass "
                         "another --out / run.out_dir")
-    trainer = Trainer(cfg, out, report or _print_report(cfg))  # data/model errors: nothing written
+    progress = Progress(cfg.run.iterations) if report is None else None
+    # data/model errors (bad input included) are raised here, before anything is written
+    trainer = Trainer(cfg, out, report or _print_report(cfg, progress))
+    if progress is not None:
+        trainer.on_step = progress.update
     if resume is not None:
         trainer.resume(resume)  # the checkpoint is read once, here
         if trainer.step >= cfg.run.iterations and (out / "results.json").is_file():
@@ -40,20 +49,71 @@ def run_one(cfg: Config, out: Path, resume: Path | None = None, report=None) -> 
             print(f"note: {out} finished all {cfg.run.iterations} iterations already; "
                   "nothing to resume")
             return json.loads((out / "results.json").read_text())
-        if cfg.data.loader == "ffcv":
-            print("note: FFCV stream positions are not checkpointed; the resumed run sees other "
-                  "batches than an uninterrupted one (data.loader: torch resumes bit-identically)")
+        if cfg.data.loader == "ffcv" and trainer.data.mode == "jpeg" and cfg.data.num_workers > 1:
+            # Raw-pixel FFCV streams resume exactly (ffcv_ops: seeded order and draws).
+            print("note: FFCV draws the random crops of JPEG images in unseeded worker threads; "
+                  "the resumed run's crops differ from an uninterrupted run's (data.num_workers: 1 "
+                  "or data.loader: torch resume bit-identically)")
         print(f"resumed {out} at iteration {trainer.step}")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    return trainer.fit()
+    try:
+        return trainer.fit()
+    finally:
+        if progress is not None:
+            progress.clear()
 
 
-def _print_report(cfg: Config):
+class Progress:
+    """``[  120/1000] 12.3 it/s, ETA 71 s``, redrawn in place on ``stream`` — only when it is a
+    terminal: a log file or CI output would fill with carriage-return frames."""
+
+    def __init__(self, total: int, stream=None, every: float = 0.5):
+        self.stream = sys.stdout if stream is None else stream
+        self.total, self.every = total, every
+        self.on = self.stream.isatty() and os.environ.get("TERM") != "dumb"
+        self.start = self.first = None  # time and step of the first update (startup excluded)
+        self.drawn, self.last = False, 0.0
+
+    def update(self, step: int) -> None:
+        if not self.on:
+            return
+        now = time.perf_counter()
+        if self.start is None:
+            self.start, self.first = now, step
+        if now - self.last < self.every and step < self.total:
+            return
+        self.last = now
+        done, spent = step - self.first, now - self.start
+        rate = done / spent if done and spent > 0 else 0.0
+        eta = _duration((self.total - step) / rate) if rate else "?"
+        self.stream.write(f"\r[{step:>{len(str(self.total))}d}/{self.total}] {rate:.1f} it/s, "
+                          f"ETA {eta}\x1b[K")
+        self.stream.flush()
+        self.drawn = True
+
+    def clear(self) -> None:
+        """Erase the line, so the next print starts on a clean one."""
+        if self.drawn:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.drawn = False
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s} s" if s < 120 else f"{s // 60} min" if s < 7200 else f"{s // 3600} h {s // 60 % 60:02d} min"
+
+
+def _print_report(cfg: Config, progress: Progress | None = None):
     def report(m: dict, ckpt: str | None) -> None:
+        if progress is not None:
+            progress.clear()
         extra = f"  ckpt {Path(ckpt).name}" if ckpt else ""
-        print(f"[{m['step']:>7d}/{cfg.run.iterations}] top1 {m['eval/top1']:.2f}  "
-              f"bal {m['eval/balanced_acc']:.2f}  tail {m['eval/tail_acc']:.2f}  "
+        # A metric over no image is absent (engine/evaluate.py): shown as n/a, never as 0.
+        num = lambda key: f"{m[key]:.2f}" if key in m else "n/a"  # noqa: E731
+        print(f"[{m['step']:>7d}/{cfg.run.iterations}] top1 {num('eval/top1')}  "
+              f"bal {num('eval/balanced_acc')}  tail {num('eval/tail_acc')}  "
               f"loss_u {m.get('train/loss_u', 0):.3f}  mask {m.get('train/mask_ratio', 0):.2f}  "
               f"{m['perf/img_per_s']:.0f} img/s{extra}", flush=True)
     return report

@@ -41,6 +41,15 @@ BROKEN = [
     ("validation step coarser than min_resolution",
      {"objective": {"metric": "valid/top1", "min_resolution": 0.5}},
      "one validation image moves 'valid/top1' by 2 points"),
+    ("base value not among the choices",
+     {"params": {"algorithm.daso.dist_update_period": {"type": "choice", "values": [5, 15]}}},
+     "params.algorithm.daso.dist_update_period.values: the base config's value 10 is not listed"),
+    ("base value outside the range",
+     {"params": {"algorithm.daso.t_proto": {"type": "float", "low": 0.1, "high": 1.0}}},
+     "params.algorithm.daso.t_proto: the base config's value 0.05 lies outside [0.1, 1.0]"),
+    ("searched parameter null in the base",
+     {"params": {"algorithm.daso.t_dist": {"type": "float", "low": 0.1, "high": 2.0}}},
+     "params.algorithm.daso.t_dist: the base config leaves it null"),
     ("ddp with several seeds", {"resources": {"mode": "ddp"},
                                 "budget": {"num_samples": 2, "seeds": 2, "iterations": 60}},
      "budget.seeds: 2 but a ddp trial trains one seed"),
@@ -186,4 +195,19 @@ def test_grid_sampler_needs_the_whole_grid(tmp_path, digits_root, capsys):
     params = {"algorithm.daso.t_proto": {"type": "choice", "values": [0.05, 0.2]}}
     spec = search_dict(tmp_path / "r", params=params, sampler="grid")
     assert search_main([str(write_search(tmp_path, spec))]) == 2
-    assert "budget.num_samples: 4 but the grid has 2 points" in capsys.readouterr().err
+    assert "budget.num_samples: 4 but the grid has 2 points — set 3" in capsys.readouterr().err
+
+
+def test_grid_with_the_baseline_first_visits_every_grid_point(tmp_path, digits_root):
+    """num_samples = grid + 1: the enqueued baseline, then every grid point once."""
+    write_base(tmp_path, digits_root)
+    params = {"algorithm.daso.t_proto": {"type": "choice", "values": [0.05, 0.2, 0.4]},
+              "optim.lr": {"type": "choice", "values": [0.03, 0.1]}}
+    spec, base = load_search(write_search(tmp_path, search_dict(
+        tmp_path / "r", params=params, sampler="grid", budget={"num_samples": 7, "iterations": 60})))
+    study = optuna.create_study(sampler=make_sampler(spec, "consistent"), direction="maximize")
+    study.enqueue_trial(baseline_params(spec, base))
+    study.optimize(lambda t: SuggestSpace(spec)(t) or 0.0, n_trials=spec.budget.num_samples)
+    points = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert points[0] == tuple(sorted(baseline_params(spec, base).items()))
+    assert len(set(points[1:])) == 6  # every grid point, none twice

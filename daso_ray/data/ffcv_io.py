@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -108,9 +109,16 @@ def write_beton(path: Path, store: Store, workers: int) -> None:
 
 
 def prepare_source(source: Source, out: Path, *, short_side: int = 224, workers: int = 2,
-                   with_ffcv: bool | None = None, force: bool = False) -> dict:
-    """Write every split of ``source`` under ``out`` atomically; return the manifest dict."""
+                   with_ffcv: bool | None = None, force: bool = False,
+                   finish: Callable[[Path, dict], object] | None = None) -> dict:
+    """Write every split of ``source`` under ``out`` atomically; return the manifest dict.
+
+    ``finish(folder, manifest)`` completes the folder (prepare's split records) *before* it is
+    moved into place: whatever it raises, nothing is published and a previous ``out`` is kept.
+    """
     with_ffcv = ffcv_available() if with_ffcv is None else with_ffcv
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: a file, not a folder — choose another --out")
     if out.exists() and not force:
         what = "a prepared data folder" if (out / MANIFEST).is_file() else "not empty"
         if what != "not empty" or any(out.iterdir()):
@@ -121,6 +129,8 @@ def prepare_source(source: Source, out: Path, *, short_side: int = 224, workers:
     try:
         manifest = _write_all(source, tmp, short_side, workers, with_ffcv)
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=1))
+        if finish is not None:
+            finish(tmp, manifest)
         _swap_into_place(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

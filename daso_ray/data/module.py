@@ -28,7 +28,7 @@ from daso_ray.data.loaders import (
     torch_eval_loader,
     torch_stream,
 )
-from daso_ray.data.longtail import Split, SplitSpec, make_split
+from daso_ray.data.longtail import Split, make_split, split_spec
 from daso_ray.data.store import Store
 from daso_ray.errors import UserError
 
@@ -62,16 +62,6 @@ def _stop_ffcv_threads() -> None:
     _EPOCHS.clear()
 
 
-def split_spec(data: DataConfig, num_classes: int, separate_unlabeled: bool) -> SplitSpec:
-    natural = data.dataset in ("semi_aves", "folder")  # naturally long-tailed: no profile
-    return SplitSpec(
-        num_classes=num_classes, num_valid=data.num_valid,
-        n_max_l=None if natural else data.n_max_l,
-        n_max_u=None if separate_unlabeled else data.n_max_u,
-        imb_ratio_l=data.imb_ratio_l, imb_ratio_u=data.imb_ratio_u,
-        scenario=data.scenario, seed=data.seed_split)
-
-
 def build_split(data: DataConfig, manifest: dict, root: Path) -> Split:
     """The split for ``data`` over the prepared files, written to ``root/splits/<digest>.json``."""
     train = Store(data_path(root, "train", "arrow")).labels
@@ -81,9 +71,9 @@ def build_split(data: DataConfig, manifest: dict, root: Path) -> Split:
         n_in = manifest.get("extra", {}).get("unlabeled_in_count")
         if data.unlabeled_pool == "in" and n_in is not None:
             unl = unl[:n_in]  # Semi-Aves: U_in is stored first, then U_out
-    split = make_split(train, split_spec(data, manifest["num_classes"], unl is not None), unl)
+    split = make_split(train, split_spec(data, manifest["num_classes"]), unl)
+    # scenario / gamma_l / gamma_u come from the split: what it applied, not what was asked.
     record = {**split.record(), "dataset": data.dataset, "source_checksum": manifest["checksum"],
-              "scenario": data.scenario, "gamma_l": data.imb_ratio_l, "gamma_u": data.imb_ratio_u,
               "seed": data.seed_split}
     text = json.dumps(record)
     out = root / "splits" / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
@@ -92,6 +82,26 @@ def build_split(data: DataConfig, manifest: dict, root: Path) -> Split:
         atomic_write_text(out, text)
     split.path = out
     return split
+
+
+def check_holdout(num_valid: int, num_classes: int, per_class: list[int] | None = None) -> None:
+    """A validation hold-out asked for (``num_valid`` > 0) must hold out every class.
+
+    It is ``num_valid // K`` images per class, so ``num_valid`` < K holds out none, and a class
+    with no image left to hold out (``per_class``: the split's valid counts) is missing from every
+    valid/* metric — both silently, and a search ranking on valid/* then compares NaNs.
+    """
+    if num_valid <= 0:
+        return
+    if num_valid < num_classes:
+        raise UserError(f"data.num_valid: {num_valid} holds out 0 images per class of the "
+                        f"{num_classes} classes — set data.num_valid >= {num_classes} (or 0 for "
+                        "no validation hold-out)")
+    empty = [c for c, n in enumerate(per_class or []) if n == 0]
+    if empty:
+        raise UserError(f"data.num_valid: class {empty[0]} has no image to hold out for "
+                        f"validation ({len(empty)} such classes) — add images of it, or set "
+                        "data.num_valid: 0")
 
 
 class TrainData:
@@ -112,7 +122,9 @@ class TrainData:
             raise UserError(f"data.dataset: '{data.dataset}' but {self.root} holds "
                             f"'{self.manifest['dataset']}' — fix data.root or data.dataset")
         self.num_classes = self.manifest["num_classes"]
+        check_holdout(data.num_valid, self.num_classes)
         self.split = build_split(data, self.manifest, self.root)
+        check_holdout(data.num_valid, self.num_classes, self.split.counts["valid"])
         self.mode = self.manifest["mode"]
         if data.loader == "ffcv" and not self._keep_threads(ffcv_available()):
             raise UserError("data.loader: ffcv is not installed here; run `make setup` or set "
@@ -127,7 +139,6 @@ class TrainData:
             "labeled": PassSampler(self.split.labeled, data.batch_size, seed, rank, world_size),
             "unlabeled": PassSampler(self.split.unlabeled, data.batch_size * data.mu, seed + 1,
                                      rank, world_size)}
-        self._seed = seed
         self._eval: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def _keep_threads(self, result=None):
@@ -137,7 +148,7 @@ class TrainData:
 
     # -- train streams ------------------------------------------------------------------------
     def _ffcv(self, kind: str, split: str, indices, batch: int, seed: int, augment=True,
-              distributed: bool | None = None):
+              distributed: bool | None = None, sampler: PassSampler | None = None):
         from daso_ray.data.ffcv_ops import ffcv_loader
 
         # FFCV's numba workers come from the config, capped at the cores there are — never from
@@ -148,20 +159,24 @@ class TrainData:
                              batch_size=batch, indices=indices, seed=seed, pad=self.pad,
                              num_workers=workers, size=self.cfg.image_size, augment=augment,
                              distributed=self.distributed if distributed is None else distributed,
-                             device=self.views.device if train else None)
+                             device=self.views.device if train else None, sampler=sampler)
         return self._keep_threads(loader)
 
     def _raw_stream(self, name: str, split: str) -> Iterator:
+        sampler = self.samplers[name]
         if self.cfg.loader == "ffcv":
-            s = self.samplers[name]
-            if len(s.indices) < s.batch:  # drop_last would make every epoch empty: a silent hang
-                raise UserError(f"data: the {name} set has {len(s.indices)} images, fewer than one "
-                                f"batch ({s.batch}); lower data.batch_size / data.mu")
-            loader = self._ffcv(name, split, s.indices, s.batch // s.world, self._seed + len(name))
+            # The sampler's batches, as on the torch path (ffcv_ops.PassOrder): sets smaller than
+            # a batch fill every batch, ranks read their shares, and ``consumed`` checkpoints.
+            loader = self._ffcv(name, split, None, 0, 0, sampler=sampler)
+            order = loader.traversal_order
             while True:
-                yield from self._keep_threads(_start_epoch(loader))  # each epoch resets the count
+                order.start, before = sampler.consumed, sampler.consumed
+                for batch in self._keep_threads(_start_epoch(loader)):  # epochs reset the count
+                    sampler.consumed += 1
+                    yield batch
+                if sampler.consumed == before:  # never spin on empty epochs (a silent hang)
+                    raise RuntimeError(f"the FFCV {name} stream yielded an empty epoch")
         else:
-            sampler = self.samplers[name]
             pin = self.views.device.type == "cuda"
             for batch in torch_stream(Store(data_path(self.root, split, "arrow")), sampler,
                                        self.cfg.num_workers, self.cfg.image_size, pin):

@@ -1,10 +1,11 @@
 """Readers for the supported sources: uint8 images and int labels, never a download.
+The image-file sources (Semi-Aves, a user's folders) are in :mod:`daso_ray.data.file_sources`.
 
 Each reader returns a :class:`Source` whose splits are ``train`` (labeled pool), ``test`` and,
 where the benchmark has a separate one, ``unlabeled``. Raw sources (digits, CIFAR, STL-10) hold
 uint8 ``[N, H, W, 3]`` arrays in memory; image-file sources (Semi-Aves, folders) hold paths that
 are decoded lazily, because U_out alone is 122k images. A missing or corrupt file raises a
-one-line :class:`UserError` naming the file that was expected.
+one-line :class:`UserError` naming the file that was expected, quoted by :func:`shown`.
 """
 
 from __future__ import annotations
@@ -45,16 +46,36 @@ class Source:
     splits: dict[str, SourceSplit]
     inputs: list[Path] = field(default_factory=list)  # files the source was read from
     extra: dict = field(default_factory=dict)  # e.g. Semi-Aves U_in size
+    notes: list[str] = field(default_factory=list)  # one line each, printed by prepare (not fatal)
 
     @property
     def mode(self) -> str:
         return "raw" if self.splits["train"].images is not None else "jpeg"
 
 
-def _require(path: Path, what: str) -> Path:
+def shown(path: Path | str) -> str:
+    """A path for an error line: quoted, with invisible characters (a BOM, a zero-width space, a
+    trailing blank) escaped, so the user sees what the file system was asked for."""
+    return repr(str(path))
+
+
+def require(path: Path, what: str) -> Path:
     if not path.is_file():
-        raise UserError(f"missing source file {path} — expected {what}; check --src")
+        raise UserError(f"missing source file {shown(path)} — expected {what}; check --src")
     return path
+
+
+def read_text_file(path: Path) -> str:
+    """A user's text file: UTF-8 with or without a byte-order mark (Windows editors write one),
+    UTF-16 with its BOM; line ends LF or CRLF (``splitlines``). Anything else is one error line."""
+    raw = path.read_bytes()
+    try:
+        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            return raw.decode("utf-16")
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{shown(path)}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset "
+                        f"{exc.start}) — save it as UTF-8") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,17 +128,17 @@ class _CifarUnpickler(pickle.Unpickler):
 
 
 def _read_cifar_batch(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
-    _require(path, "a CIFAR python batch")
+    require(path, "a CIFAR python batch")
     try:
         with open(path, "rb") as f:
             d = _CifarUnpickler(f, encoding="bytes").load()
         data = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         labels = np.asarray(d[label_key], dtype=np.int64)
     except Exception as exc:  # noqa: BLE001 - any decoding problem is a corrupt file
-        raise UserError(f"corrupt CIFAR batch {path} ({type(exc).__name__}) — re-extract the "
+        raise UserError(f"corrupt CIFAR batch {shown(path)} ({type(exc).__name__}) — re-extract the "
                         "python version archive") from None
     if len(data) != len(labels):
-        raise UserError(f"corrupt CIFAR batch {path}: {len(data)} images but {len(labels)} labels")
+        raise UserError(f"corrupt CIFAR batch {shown(path)}: {len(data)} images but {len(labels)} labels")
     return np.ascontiguousarray(data), labels
 
 
@@ -132,7 +153,7 @@ def load_cifar_source(src: Path, num_classes: int) -> Source:
     train = SourceSplit(np.concatenate([p[1] for p in parts]), np.concatenate([p[0] for p in parts]))
     bad = np.where((train.labels < 0) | (train.labels >= num_classes))[0]
     if bad.size:
-        raise UserError(f"{src}: label {train.labels[bad[0]]} outside 0..{num_classes - 1}; "
+        raise UserError(f"{shown(src)}: label {train.labels[bad[0]]} outside 0..{num_classes - 1}; "
                         f"is this the CIFAR-{num_classes} folder?")
     name = f"cifar{num_classes}"
     return Source(name, num_classes, [str(c) for c in range(num_classes)],
@@ -145,19 +166,19 @@ def load_cifar_source(src: Path, num_classes: int) -> Source:
 
 
 def _read_stl_images(path: Path) -> np.ndarray:
-    _require(path, "an STL-10 binary image file")
+    require(path, "an STL-10 binary image file")
     raw = np.fromfile(path, dtype=np.uint8)
     per = 3 * STL_SIDE * STL_SIDE
     if raw.size == 0 or raw.size % per:
-        raise UserError(f"corrupt STL-10 file {path}: {raw.size} bytes is not a multiple of {per}")
+        raise UserError(f"corrupt STL-10 file {shown(path)}: {raw.size} bytes is not a multiple of {per}")
     # Stored column-major per image: (N, C, W, H) -> (N, H, W, C).
     return np.ascontiguousarray(raw.reshape(-1, 3, STL_SIDE, STL_SIDE).transpose(0, 3, 2, 1))
 
 
 def _read_stl_labels(path: Path, n: int) -> np.ndarray:
-    labels = np.fromfile(_require(path, "an STL-10 label file"), dtype=np.uint8).astype(np.int64) - 1
+    labels = np.fromfile(require(path, "an STL-10 label file"), dtype=np.uint8).astype(np.int64) - 1
     if len(labels) != n or labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
-        raise UserError(f"corrupt STL-10 labels {path}: expected {n} labels in 1..10")
+        raise UserError(f"corrupt STL-10 labels {shown(path)}: expected {n} labels in 1..10")
     return labels
 
 
@@ -168,90 +189,10 @@ def load_stl10_source(src: Path) -> Source:
         splits[name] = SourceSplit(_read_stl_labels(src / f"{stem}_y.bin", len(images)), images)
     unl = _read_stl_images(src / "unlabeled_X.bin")
     splits["unlabeled"] = SourceSplit(np.full(len(unl), -1, dtype=np.int64), unl)
-    names = (src / "class_names.txt").read_text().split() if (src / "class_names.txt").is_file() else []
+    names = read_text_file(src / "class_names.txt").split() if (src / "class_names.txt").is_file() else []
     files = ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "unlabeled_X.bin"]
     return Source("stl10", 10, names if len(names) == 10 else [str(c) for c in range(10)], splits,
                   inputs=[src / f for f in files])
-
-
-# ---------------------------------------------------------------------------------------------
-# Image-file sources: Semi-Aves list files and user folders
-
-
-def _read_list(src: Path, name: str, num_classes: int | None) -> tuple[list[Path], np.ndarray]:
-    """A Semi-Aves list file: one ``relative/path.jpg label`` per line (label -1 = unknown)."""
-    path = _require(src / name, "a Semi-Aves list file of 'relative/path.jpg class_id' lines")
-    paths, labels = [], []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.rsplit(maxsplit=1)
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            raise UserError(f"{path} line {n}: expected 'relative/path.jpg class_id', got {line!r}")
-        label = int(parts[1])
-        if num_classes is not None and not -1 <= label < num_classes:
-            raise UserError(f"{path} line {n}: class id {label} outside -1..{num_classes - 1}")
-        paths.append(src / parts[0])
-        labels.append(label)
-    missing = next((p for p in paths if not p.is_file()), None)
-    if missing is not None:
-        raise UserError(f"missing source file {missing} — listed in {path}; check --src")
-    return paths, np.asarray(labels, dtype=np.int64)
-
-
-def load_semi_aves_source(src: Path) -> Source:
-    """Semi-Aves release layout: l_train_val.txt (or l_train.txt + val.txt), u_train_in.txt,
-    optional u_train_out.txt, test.txt; image paths relative to ``src``."""
-    if (src / "l_train_val.txt").is_file():
-        lp, ll = _read_list(src, "l_train_val.txt", None)
-    else:
-        a, b = _read_list(src, "l_train.txt", None), _read_list(src, "val.txt", None)
-        lp, ll = a[0] + b[0], np.concatenate([a[1], b[1]])
-    k = int(ll.max()) + 1
-    tp, tl = _read_list(src, "test.txt", k)
-    up, _ = _read_list(src, "u_train_in.txt", k)
-    n_in = len(up)
-    if (src / "u_train_out.txt").is_file():
-        up += _read_list(src, "u_train_out.txt", None)[0]
-    # Unlabeled true labels are unknown to training (specs/daso.md §11 item 4): stored as -1.
-    splits = {"train": SourceSplit(ll, paths=lp), "test": SourceSplit(tl, paths=tp),
-              "unlabeled": SourceSplit(np.full(len(up), -1, dtype=np.int64), paths=up)}
-    lists = [p for p in src.glob("*.txt")]
-    return Source("semi_aves", k, [str(c) for c in range(k)], splits, inputs=lists,
-                  extra={"unlabeled_in_count": n_in})
-
-
-def _images_under(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
-
-
-def load_folder_source(src: Path) -> Source:
-    """User folders: ``labeled/<class>/...``, ``unlabeled/...`` (any nesting), ``test/<class>/...``."""
-    for sub in ("labeled", "unlabeled", "test"):
-        if not (src / sub).is_dir():
-            raise UserError(f"missing folder {src / sub} — expected labeled/<class>/, unlabeled/, "
-                            "test/<class>/ under --src")
-    classes = sorted(p.name for p in (src / "labeled").iterdir() if p.is_dir())
-    if len(classes) < 2:
-        raise UserError(f"{src / 'labeled'}: needs at least 2 class folders, found {len(classes)}")
-    splits = {}
-    for sub in ("labeled", "test"):
-        paths, labels = [], []
-        for c, name in enumerate(classes):
-            found = _images_under(src / sub / name)
-            paths += found
-            labels += [c] * len(found)
-        extra = sorted({p.name for p in (src / sub).iterdir() if p.is_dir()} - set(classes))
-        if extra:
-            raise UserError(f"{src / sub / extra[0]}: class not present under labeled/")
-        splits["train" if sub == "labeled" else "test"] = SourceSplit(
-            np.asarray(labels, dtype=np.int64), paths=paths)
-    unl = _images_under(src / "unlabeled")
-    splits["unlabeled"] = SourceSplit(np.full(len(unl), -1, dtype=np.int64), paths=unl)
-    for name, split in splits.items():
-        if len(split) == 0:
-            raise UserError(f"{src}: no images found for split '{name}' ({sorted(IMAGE_EXTS)})")
-    return Source("folder", len(classes), classes, splits)
 
 
 def load_source(dataset: str, src: Path | None) -> Source:
@@ -261,7 +202,9 @@ def load_source(dataset: str, src: Path | None) -> Source:
     if src is None:
         raise UserError(f"--src: the {dataset} source folder is required")
     if not src.is_dir():
-        raise UserError(f"--src {src}: not a folder — pass the extracted {dataset} folder")
+        raise UserError(f"--src {shown(src)}: not a folder — pass the extracted {dataset} folder")
+    from daso_ray.data.file_sources import load_folder_source, load_semi_aves_source
+
     loaders = {"cifar10": lambda: load_cifar_source(src, 10),
                "cifar100": lambda: load_cifar_source(src, 100),
                "stl10": lambda: load_stl10_source(src),
@@ -293,7 +236,8 @@ def decode_image(path: Path, short_side: int) -> np.ndarray:
             im = im.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
             return np.asarray(im, dtype=np.uint8)
     except (OSError, ValueError) as exc:
-        raise UserError(f"corrupt image {path} ({exc.__class__.__name__}) — remove or replace it") from None
+        raise UserError(f"corrupt image {shown(path)} ({exc.__class__.__name__}) — remove or "
+                        "replace it") from None
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:

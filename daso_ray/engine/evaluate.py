@@ -48,30 +48,58 @@ def _pairs(y: torch.Tensor, pred: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def class_groups(labeled_counts, parts: int = 3) -> list[np.ndarray]:
-    """Class indices split into ``parts`` groups by labeled frequency (stable, head first)."""
+    """Class indices split into ``parts`` groups by labeled frequency (stable, head first).
+
+    With fewer classes than groups the groups at the ends are filled first (two classes: head =
+    the frequent one, tail = the rare one, medium empty), so the tail is never the empty one.
+    """
     order = np.argsort(-np.asarray(labeled_counts), kind="stable")
-    return np.array_split(order, parts)
+    if len(order) >= parts:
+        return np.array_split(order, parts)
+    half = (len(order) + 1) // 2
+    return [order[:half]] + [order[:0]] * (parts - 2) + [order[half:]]
 
 
 def metrics_from_confusion(conf, labeled_counts, prefix: str = "eval") -> dict:
-    """top1 (plain accuracy), balanced_acc, gmean_recall, head/medium/tail_acc, per_class_recall."""
+    """top1 (plain accuracy), balanced_acc, gmean_recall, head/medium/tail_acc, per_class_recall.
+
+    A metric over no image — a head/medium/tail group without a class (fewer than 3 classes) or
+    without a scored image, or an empty set — is absent, never 0.0: a 0.0 reads as "all wrong",
+    and a search ranking on it would trust it (study/objective.py averages the keys present).
+    """
     conf = np.asarray(conf, dtype=np.float64)
     support = conf.sum(axis=1)
     recall = np.divide(np.diag(conf), support, out=np.zeros_like(support), where=support > 0)
     present = support > 0
     r = recall[present]
-    gmean = float(np.exp(np.log(np.clip(r, 1e-12, None)).mean())) if (r > 0).all() else 0.0
-    head, medium, tail = (recall[g[present[g]]] for g in class_groups(labeled_counts))
     pct = 100.0
-    return {
-        f"{prefix}/top1": pct * float(np.trace(conf) / max(conf.sum(), 1)),
-        f"{prefix}/balanced_acc": pct * float(r.mean()) if r.size else 0.0,
-        f"{prefix}/gmean_recall": pct * gmean,
-        f"{prefix}/head_acc": pct * float(head.mean()) if head.size else 0.0,
-        f"{prefix}/medium_acc": pct * float(medium.mean()) if medium.size else 0.0,
-        f"{prefix}/tail_acc": pct * float(tail.mean()) if tail.size else 0.0,
-        f"{prefix}/per_class_recall": [round(pct * float(v), 3) for v in recall],
-    }
+    out = {f"{prefix}/per_class_recall": [round(pct * float(v), 3) for v in recall]}
+    if r.size:
+        gmean = float(np.exp(np.log(np.clip(r, 1e-12, None)).mean())) if (r > 0).all() else 0.0
+        out[f"{prefix}/top1"] = pct * float(np.trace(conf) / conf.sum())
+        out[f"{prefix}/balanced_acc"] = pct * float(r.mean())
+        out[f"{prefix}/gmean_recall"] = pct * gmean
+    for name, group in zip(("head", "medium", "tail"), class_groups(labeled_counts), strict=True):
+        scored = recall[group[present[group]]]
+        if scored.size:
+            out[f"{prefix}/{name}_acc"] = pct * float(scored.mean())
+    return out
+
+
+def per_class_scalars(metrics: dict) -> dict:
+    """Each ``<prefix>/per_class_recall`` list as one scalar per class,
+    ``<prefix>/recall/class_<k>`` (zero-padded, so dashboards sort them in class order).
+
+    For loggers that turn a list into a histogram (Ray Tune's TensorBoard logger does), which
+    loses which class is which; scalars keep one curve per class.
+    """
+    out = {}
+    for key, values in metrics.items():
+        if key.endswith("/per_class_recall") and isinstance(values, list | tuple):
+            prefix, width = key.rsplit("/", 1)[0], len(str(max(len(values) - 1, 0)))
+            out.update({f"{prefix}/recall/class_{k:0{width}d}": float(v)
+                        for k, v in enumerate(values)})
+    return out
 
 
 def pl_quality(true: np.ndarray, pred: np.ndarray, num_classes: int) -> dict:

@@ -56,6 +56,7 @@ class Trainer:
         self.algo, self.model, self.ema, self.opt, self.sched, self.nets = (
             st.algo, st.model, st.ema, st.opt, st.sched, st.nets)
         self.step, self.history = 0, []
+        self.on_step: Callable[[int], None] | None = None  # after each iteration (progress line)
         self._window_reset()
         labels = self.data.unlabeled_labels() if self.algo.uses_unlabeled else np.array([-1])
         self.hidden_u = labels if (labels >= 0).any() else None  # diagnostics only (§9.4)
@@ -130,6 +131,8 @@ class Trainer:
             out = self.train_step(batch, t)
             self._observe(out, batch, t)
             self.step = t + 1
+            if self.on_step is not None:
+                self.on_step(self.step)
             if self.step % cfg.eval_period == 0 or self.step == cfg.iterations:
                 self._window["seconds"] += time.perf_counter() - tick
                 self._end_window()

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from daso_ray.config import Config, describe_error, read_yaml, to_dict, validate
 from daso_ray.errors import UserError
-from daso_ray.study.compose import compose, end_value, trial_iterations
+from daso_ray.study.compose import baseline_params, compose, end_value, trial_iterations
 from daso_ray.study.spec import SearchSpec, base_with_set, spec_problems
 
 # Iteration-valued keys scaled together by --smoke, so P < T and periods still divide T.
@@ -68,11 +68,30 @@ def config_problems(spec: SearchSpec, base: Config) -> list[str]:
                 line = f"scenario {scn.name} with {'high' if end else 'low'} params: {first}"
                 if line not in out:
                     out.append(line)
-    out += resolution_problems(spec, base)
+    out += resolution_problems(spec, base) + baseline_problems(spec, base)
     iters = trial_iterations(spec, base)
     if spec.budget.asha and spec.budget.asha.grace >= iters:
         out.append(f"budget.asha.grace: {spec.budget.asha.grace} >= the trial's iterations "
                    f"{iters} — ASHA could never stop a trial")
+    return out
+
+
+def baseline_problems(spec: SearchSpec, base: Config) -> list[str]:
+    """Every study's first trial is the base config's own values: each must lie in its domain
+    (a choice must list it), or the baseline cannot be enqueued."""
+    out = []
+    for key, value in baseline_params(spec, base).items():
+        p = spec.params[key]
+        if value is None:
+            out.append(f"params.{key}: the base config leaves it null (derived per scenario), so "
+                       "the baseline has no value for it — set one under set:, or do not search it")
+        elif p.type == "choice" and value not in p.values:
+            out.append(f"params.{key}.values: the base config's value {value!r} is not listed — "
+                       "add it (every study's first trial is the baseline)")
+        elif p.type != "choice" and not (p.low <= value <= p.high):
+            out.append(f"params.{key}: the base config's value {value!r} lies outside "
+                       f"[{p.low}, {p.high}] — widen the range (every study's first trial is the "
+                       "baseline)")
     return out
 
 

@@ -175,8 +175,9 @@ def spec_problems(spec: SearchSpec, base: dict, base_name: str = "base") -> list
         size = math.prod(len(p.values or []) for p in spec.params.values())
         if any(p.type != "choice" or p.when for p in spec.params.values()):
             out.append("sampler: grid needs every parameter as an unconditional choice")
-        elif spec.budget.num_samples != size:
-            out.append(f"budget.num_samples: {spec.budget.num_samples} but the grid has {size} points")
+        elif spec.budget.num_samples != size + 1:
+            out.append(f"budget.num_samples: {spec.budget.num_samples} but the grid has {size} "
+                       f"points — set {size + 1} (the baseline first, then every grid point)")
     if "://" in spec.storage and not re.match(r"^(s3|gs|file|abfss?|hdfs)://\S", spec.storage):
         out.append(f"storage: {spec.storage!r} is not a storage URI Ray Tune can write — use a "
                    "directory, s3://bucket/prefix, gs://bucket/prefix or file:///abs/path")
