@@ -218,8 +218,8 @@ def test_kill9_trial_worker_resumes_from_checkpoint_with_identical_metrics(clust
     raw = yaml.safe_load(base.read_text())
     raw["run"].update(iterations=160, eval_period=20, checkpoint_period=40)
     base.write_text(yaml.safe_dump(raw))
-    fixed = {"optim.lr": {"type": "choice", "values": [0.03]},
-             "algorithm.daso.t_proto": {"type": "choice", "values": [0.1]}}
+    fixed = {"optim.lr": {"type": "choice", "values": [0.03]},  # the base's values: the one trial
+             "algorithm.daso.t_proto": {"type": "choice", "values": [0.05]}}  # is the baseline
     spec = search_dict(tmp_path / "runs", params=fixed,
                        budget={"num_samples": 1, "iterations": 160, "max_failures": 2})
     file = write_search(tmp_path, spec)
