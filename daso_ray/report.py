@@ -223,7 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run directory — pass <storage>/<name> of a search")
     out = args.out or run_dir / "report.html"
-    atomic_write_text(out, render(run_dir))
+    if out.is_dir():
+        raise UserError(f"--out: {out} is a folder — pass a file path such as {out / 'report.html'}")
+    html = render(run_dir)
+    try:  # a new folder for the report is fine; a file in its way or no permission is the user's
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, html)
+    except OSError as err:
+        raise UserError(f"--out: cannot write {out} ({err.strerror or err}) — pass a path in a "
+                        "folder you can write") from None
     print(f"report: {out}")
     return 0
 

@@ -49,12 +49,30 @@ def _run_location(spec: SearchSpec) -> tuple[Path, str]:
     return local, str(local)
 
 
+def run_name(name: str, override: str | None, smoke: bool) -> str:
+    """The run's name: ``--name``, else the file's ``name:`` — with ``_smoke`` added for a smoke
+    run, which must not take the real search's folder (the real run would then be refused as
+    already started, and its ``--resume`` would continue the smoke run)."""
+    if override:
+        return override
+    return f"{name}_smoke" if smoke else name
+
+
+def _taken(spec: SearchSpec) -> None:
+    """Refuse (before Ray starts) a new run whose folder already holds a search."""
+    run_dir, uri = _run_location(spec)
+    if (run_dir / "search.json").exists() or (
+            storage.is_remote(uri) and storage.exists(storage.join(uri, "search.json"))):
+        raise UserError(f"{uri} already holds a search — continue it with --resume, or pass "
+                        "--name NEW_NAME")
+
+
 def _prepare_run_dir(spec: SearchSpec, base: Config, file: Path, resume: bool) -> tuple[Path, str]:
     run_dir, uri = _run_location(spec)
     meta = run_dir / "search.json"
-    remote_meta = storage.is_remote(uri) and storage.exists(storage.join(uri, "search.json"))
     if resume:
-        if not meta.is_file() and remote_meta:
+        if not meta.is_file() and storage.is_remote(uri) and storage.exists(
+                storage.join(uri, "search.json")):
             storage.download(uri, run_dir)
         if not meta.is_file():
             raise UserError(f"--resume: {uri} holds no search — start it without --resume")
@@ -63,9 +81,7 @@ def _prepare_run_dir(spec: SearchSpec, base: Config, file: Path, resume: bool) -
             print(f"note: {file} changed since the run started; continuing the run as started "
                   f"(its copy is {run_dir / 'search.yaml'})")
         return run_dir, uri
-    if meta.exists() or remote_meta:
-        raise UserError(f"{uri} already holds a search — continue it with --resume, or pass "
-                        "--name NEW_NAME")
+    _taken(spec)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "search.yaml", file.read_text())
     info = {"name": spec.name, "source": str(file), "sha256": file_sha256(file),
@@ -89,13 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local one)")
     p.add_argument("--resume", action="store_true", help="continue a killed search")
     p.add_argument("--smoke", action="store_true", help="tiny budget: check the whole path quickly")
-    p.add_argument("--name", help="run name (default: the file's name:)")
+    p.add_argument("--name", help="run name (default: the file's name:, + _smoke with --smoke)")
     p.add_argument("--num-cpus", type=int, help="CPUs of a local cluster (default: all)")
     p.add_argument("--storage", help="override the file's storage: (a shared dir, or s3://...)")
     args = p.parse_args(argv)
     spec, base = load_search(args.file)  # every problem of the file, before Ray starts
-    if args.name:
-        spec = spec.model_copy(update={"name": args.name})
+    spec = spec.model_copy(update={"name": run_name(spec.name, args.name, args.smoke)})
     if args.storage:
         spec = spec.model_copy(update={"storage": args.storage})
         problems = check_spec(spec, base)
@@ -103,14 +118,21 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--storage: {problems[0]}")
     if args.smoke:
         spec, base = smoke(spec, base)
-    run_dir, uri = _prepare_run_dir(spec, base, args.file, args.resume)
     if args.resume:  # the run continues exactly as it started
+        run_dir, uri = _prepare_run_dir(spec, base, args.file, args.resume)
         info = json.loads((run_dir / "search.json").read_text())
         spec, base = SearchSpec.model_validate(info["spec"]), validate(info["base"])
-    from daso_ray.ray_jobs.cluster import connect
+    else:
+        _taken(spec)
+    from daso_ray.ray_jobs.cluster import check_fit, connect
     from daso_ray.ray_jobs.tuner import run_studies
 
-    url = connect(args.address, args.num_cpus)
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    url = connect(address, args.num_cpus)
+    # A trial no node can hold would wait for ever; refuse it before the run folder is written.
+    check_fit(spec.resources, started_here=not address)
+    if not args.resume:
+        run_dir, uri = _prepare_run_dir(spec, base, args.file, args.resume)
     print(f"search {spec.name}: results in {uri}" + (f"; Ray dashboard {url}" if url else ""),
           flush=True)
     t0 = time.time()

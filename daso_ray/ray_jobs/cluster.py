@@ -5,6 +5,8 @@
   (platform.md §3.9), which we set unless the user chose otherwise.
 - Otherwise start a local cluster with the dashboard on 127.0.0.1. The dashboard must run: Ray
   Train's placement-group cleaner talks to its State API (platform.md §3.4).
+- :func:`check_fit`: once connected, refuse (fixed cluster) or warn about (autoscaling cluster) a
+  trial no node can hold — Ray would leave it waiting for ever.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from __future__ import annotations
 import os
 
 import ray
+
+from daso_ray.errors import UserError
+from daso_ray.study.fit import autoscaling, fit_problem, trial_need
+from daso_ray.study.spec import Resources
 
 # Short evaluation windows report often; Train's default 2 s poll would dominate (platform.md §3.5).
 # Trials keep the job's working directory (relative data paths resolve the same on every node);
@@ -36,3 +42,32 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> str | No
                        runtime_env=runtime_env)
     url = ctx.dashboard_url
     return f"http://{url}" if url and not url.startswith("http") else url
+
+
+def node_resources() -> list[dict[str, float]]:
+    """The CPU and GPU totals of every live node of the connected cluster."""
+    return [{k: float(n["Resources"].get(k, 0.0)) for k in ("CPU", "GPU")}
+            for n in ray.nodes() if n.get("Alive")]
+
+
+def is_autoscaling() -> bool:
+    """Whether the connected cluster may add nodes (see :func:`daso_ray.study.fit.autoscaling`)."""
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    try:
+        return autoscaling(_internal_kv_get("__autoscaling_status"))
+    except Exception:  # noqa: BLE001 (an unreadable status: assume it may grow, warn only)
+        return True
+
+
+def check_fit(res: Resources, started_here: bool) -> None:
+    """Pre-flight: a trial that can never be placed would wait for ever. On a fixed cluster (one
+    this driver started, or one without an autoscaler) that is an error; on an autoscaling one a
+    note, since the nodes it needs may still come."""
+    problem = fit_problem(res, node_resources())
+    if problem is None:
+        return
+    if started_here or not is_autoscaling():
+        raise UserError(problem)
+    print(f"note: {problem.split(' — ')[0]}; the cluster autoscales, so trials wait for a node "
+          f"with room for {trial_need(res)}", flush=True)

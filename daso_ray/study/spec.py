@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import math
 import re
 from pathlib import Path
@@ -38,6 +39,13 @@ class Param(Strict):
             return self
         if self.low is None or self.high is None:
             raise ValueError(f"low/high: a {self.type} parameter needs both, e.g. low: 0.1, high: 1")
+        if self.type == "int":  # Optuna's suggest_int would silently truncate 4.5 to 4
+            for name in ("low", "high", "step"):
+                v = getattr(self, name)
+                if v is not None and not float(v).is_integer():
+                    whole = math.ceil(v) if name == "low" else max(1, math.floor(v))
+                    raise ValueError(f"{name}: {v:g} — an int parameter takes whole numbers "
+                                     f"(e.g. {name}: {whole}), or use type: float")
         if self.low >= self.high:
             raise ValueError(f"low: {self.low} >= high: {self.high} — the range is inverted or empty")
         if self.log and self.low <= 0:
@@ -150,6 +158,8 @@ def spec_problems(spec: SearchSpec, base: dict, base_name: str = "base") -> list
         for dep in p.when:
             if dep not in spec.params or list(spec.params).index(dep) >= list(spec.params).index(key):
                 out.append(f"params.{key}.when: '{dep}' must be a parameter listed before {key}")
+            else:
+                out += _when_value_problems(key, dep, p.when[dep], spec.params[dep])
     algo = base_with_set(spec, base).get("algorithm", {}).get("name", "daso")
     if spec.algorithm is not None and spec.algorithm != algo:
         out.append(f"algorithm: '{spec.algorithm}' but {base_name} (with set) trains '{algo}' — "
@@ -182,6 +192,35 @@ def spec_problems(spec: SearchSpec, base: dict, base_name: str = "base") -> list
         out.append(f"storage: {spec.storage!r} is not a storage URI Ray Tune can write — use a "
                    "directory, s3://bucket/prefix, gs://bucket/prefix or file:///abs/path")
     return out
+
+
+def _when_value_problems(key: str, dep: str, want: Any, cond: Param) -> list[str]:
+    """A ``when`` value the condition parameter can never take leaves ``key`` never sampled
+    (``"false"``, a string, never equals the bool false): each must be one of its values."""
+    out = []
+    for w in want if isinstance(want, list) else [want]:
+        if cond.type == "choice":
+            ok = any(_same(w, v) for v in cond.values)
+            can = f"one of {json.dumps(cond.values, default=str)}"  # YAML spelling: true, not True
+        else:
+            number = isinstance(w, int | float) and not isinstance(w, bool)
+            ok = number and cond.low <= w <= cond.high and (
+                cond.type == "float" or float(w).is_integer())
+            can = f"a{'n int' if cond.type == 'int' else ' float'} in [{cond.low:g}, {cond.high:g}]"
+        if not ok:
+            out.append(f"params.{key}.when.{dep}: {json.dumps(w, default=str)} "
+                       f"({type(w).__name__}) is a value {dep} "
+                       f"never takes, so {key} would never be sampled — use {can}")
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of one kind: true is not 1, "false" is not false; 2 and 2.0 are one number."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    return type(a) is type(b) and a == b
 
 
 def _is_config_path(key: str) -> bool:
