@@ -10,6 +10,7 @@ checkpoint resumes from its newest one, and the driver keeps a copy of every res
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import ray
@@ -17,7 +18,7 @@ import ray
 from daso_ray.config import from_dict, to_dict
 from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError
-from daso_ray.ray_jobs.cluster import connect
+from daso_ray.ray_jobs.cluster import check_fit, connect
 from daso_ray.study.spec import Resources
 from daso_ray.study.verify import METRIC, Job, state
 
@@ -54,6 +55,9 @@ def train_jobs(jobs: list[Job], run_dir: Path, resources: Resources, address: st
     """
     if not ray.is_initialized():  # the pipeline has joined the cluster for its search already
         connect(address, num_cpus)
+    # Each run is one task with a single trial's share: refuse one no node can ever hold.
+    check_fit(resources.model_copy(update={"mode": "single", "workers": 1}),
+              started_here=not (address or os.environ.get("RAY_ADDRESS")))
     # max_retries: a lost worker (node gone, OOM kill) retries the task, which resumes from its
     # newest checkpoint; an exception in training is not retried (it would fail the same way).
     task = ray.remote(num_cpus=resources.cpu, num_gpus=resources.gpu, max_retries=2)(_train)
