@@ -23,7 +23,8 @@ def summary(module: str) -> str:
         return ""
     usage = re.match(r"``[^`]*``:\s*(.+)", paras[0])
     text = usage.group(1) if usage else (paras[1] if len(paras) > 1 else paras[0])
-    return re.split(r"(?<=[.:])\s", text, maxsplit=1)[0].rstrip(".:").replace("``", "")
+    # A sentence ends at ". " followed by a capital (not at "e.g. " or a wrapped line).
+    return re.split(r"(?<=[.:])\s+(?=[A-Z])", text, maxsplit=1)[0].rstrip(".:").replace("``", "")
 
 
 def usage() -> str:

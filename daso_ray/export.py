@@ -21,7 +21,7 @@ from daso_ray.config import to_dict, validate
 from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError, cli_entry
 from daso_ray.study.compose import compose, final_iterations
-from daso_ray.study.leaderboard import leaderboard, read_meta
+from daso_ray.study.leaderboard import leaderboard, read_meta, value_text
 from daso_ray.study.objective import is_finite
 from daso_ray.study.spec import SearchSpec
 from daso_ray.study.verify import header_line, keeps_baseline
@@ -60,7 +60,7 @@ def export(run_dir: Path, out: Path, top_k: int = 1) -> list[dict]:
                 stem += f"__top{rank}" if rank > 1 else ""
                 cfg["run"]["out_dir"] = f"runs/final/{stem}"
                 path = Path(out) / f"{stem}.yaml"
-                head = _header(meta, study, trial, params, note, baseline)
+                head = _header(meta, study, trial, params, note, baseline, path)
                 files[path] = head + yaml.safe_dump(cfg, sort_keys=False)
                 records.append({"path": path, "study": study, "params": params,
                                 "trial_id": "baseline" if baseline else trial["trial_id"],
@@ -119,19 +119,25 @@ def _short(v) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def _header(meta: dict, study: str, trial: dict, params: dict, verify: str, baseline: bool) -> str:
+def _header(meta: dict, study: str, trial: dict, params: dict, verify: str, baseline: bool,
+            path: Path) -> str:
     obj = meta["objective"]
-    value = trial["last"].get("objective")
     lines = [f"exported by daso_ray {__version__} from search '{meta['name']}', study '{study}'",
-             f"trial {trial['trial_id']}: {obj['metric']} ({obj['type']}, {obj.get('aggregate')}) = "
-             f"{value:.4f} after {trial['step']} iterations",
+             f"trial {trial['trial_id']}: {obj['metric']} ({_objective_kind(obj)}) = "
+             f"{value_text(trial)} after {trial['step']} iterations (mean of the search's seeds "
+             "± s.e.; selected on them, so optimistic: see the verify line)",
              f"search file {meta['source']} sha256 {meta['sha256']}", verify]
     if baseline:
         lines.append(f"this file holds the BASELINE's values (the base config's own), not those of "
                      f"the search's winner {trial['trial_id']}: held-out seeds did not confirm it")
     lines += ["params: " + ", ".join(f"{k}={v}" for k, v in sorted(params.items())),
-              "train: python -m daso_ray.train THIS_FILE --seeds 3"]
+              f"train: python -m daso_ray.train {path} --seeds 3"]
     return "".join(f"# {ln}\n" for ln in lines)
+
+
+def _objective_kind(obj: dict) -> str:
+    """``per_scenario``, or ``robust, mean|worst`` (the aggregate only means something there)."""
+    return obj["type"] if obj["type"] == "per_scenario" else f"{obj['type']}, {obj.get('aggregate')}"
 
 
 @cli_entry

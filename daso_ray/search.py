@@ -148,9 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     if storage.is_remote(uri):
         storage.upload(run_dir / "leaderboard.json", storage.join(uri, "leaderboard.json"))
     rel = os.path.relpath(run_dir)
+    shown = rel if not rel.startswith("..") else str(run_dir)  # runnable from here, and readable
+    smoke_flag = " --smoke" if args.smoke else ""
     print(f"search wall time {time.time() - t0:.0f} s; next, check the winners against the "
-          f"baseline on held-out seeds: python -m daso_ray.verify {rel}\nthen export: "
-          f"python -m daso_ray.export {rel} --out configs/best", flush=True)
+          f"baseline on held-out seeds: python -m daso_ray.verify {shown}{smoke_flag}\nthen "
+          f"export: python -m daso_ray.export {shown} --out {shown}/best", flush=True)
     return 0
 
 

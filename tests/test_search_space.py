@@ -17,7 +17,7 @@ BROKEN = [
     ("unknown top-level key", {"budgett": {"num_samples": 2}}, "unknown key 'budgett'"),
     ("mistyped param path", {"params": {"algorithm.daso.t_protox": {"type": "float", "low": 0.1,
                                                                      "high": 1}}},
-     "params.algorithm.daso.t_protox: not a config key"),
+     "params.algorithm.daso.t_protox: not a config key — did you mean 'algorithm.daso.t_proto'?"),
     ("empty scenario list", {"scenarios": []}, "scenarios"),
     ("inverted range", {"params": {"optim.lr": {"type": "float", "low": 0.3, "high": 0.01}}},
      "params.optim.lr.low: 0.3 >= high: 0.01"),

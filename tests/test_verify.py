@@ -112,8 +112,10 @@ def test_plan_uses_held_out_seeds_and_the_exported_budget(tmp_path):
             f"consistent__seed{job.seed}"
     assert plan.studies["consistent"]["winner"]["trial_id"] == "b"
     smoke = v.plan(run_dir, 2, smoke=True)
-    assert {j.cfg.run.iterations for j in smoke.jobs} == {20}  # 2 x run.eval_period (10)
-    assert {j.cfg.run.checkpoint_period for j in smoke.jobs} == {20}
+    # two evaluation windows (10) past DASO's pre-training P = 20: before P every config is the
+    # same FixMatch, and a smoke verdict would compare two identical runs
+    assert {j.cfg.run.iterations for j in smoke.jobs} == {40}
+    assert {j.cfg.run.checkpoint_period for j in smoke.jobs} == {40}
 
 
 def test_summarize_write_read_and_table(tmp_path):
@@ -177,7 +179,8 @@ def test_export_keep_baseline_writes_the_baseline_values(tmp_path):
     assert cfg["optim"]["lr"] == BASE["optim.lr"]
     assert cfg["algorithm"]["daso"]["t_proto"] == BASE["algorithm.daso.t_proto"]
     lo, hi = entry["ci"]
-    assert (f"# verify: keep_baseline — winner - baseline = -1.83 points eval/top1_median20, "
+    assert (f"# verify: keep_baseline — eval/top1_median20 winner {entry['mean_winner']:.2f} vs "
+            f"baseline {entry['mean_baseline']:.2f}: gain -1.83 points, "
             f"95% CI [{lo:+.2f}, {hi:+.2f}], 3 held-out seeds") in text
     assert "holds the BASELINE's values" in text and "winner b" in text
 
@@ -187,8 +190,10 @@ def test_export_adopt_writes_the_winner_and_the_interval(tmp_path):
     assert entry["verdict"] == "adopt"
     assert cfg["optim"]["lr"] == WIN["optim.lr"]
     lo, hi = entry["ci"]
-    assert (f"# verify: adopt — winner - baseline = +1.10 points eval/top1_median20, "
+    assert (f"# verify: adopt — eval/top1_median20 winner {entry['mean_winner']:.2f} vs "
+            f"baseline {entry['mean_baseline']:.2f}: gain +1.10 points, "
             f"95% CI [{lo:+.2f}, {hi:+.2f}], 3 held-out seeds") in text
+    assert f"# train: python -m daso_ray.train {tmp_path}" in text  # the file's own path
     assert "BASELINE" not in text
 
 
@@ -274,9 +279,9 @@ def test_a_job_resumes_from_its_newest_checkpoint(tmp_path, digits_root, capsys)
     from daso_ray.ray_jobs.verify_runs import _train
 
     run_dir = fake_run(tmp_path, {"a": (BASE, 80.0), "b": (WIN, 84.0)}, digits_root)
-    job = v.plan(run_dir, 2, smoke=True).jobs[0]  # 20 iterations
+    job = v.plan(run_dir, 2, smoke=True).jobs[0]
     raw = to_dict(job.cfg)
-    raw["run"]["checkpoint_period"] = 10  # checkpoints at 10 and 20
+    raw["run"].update(iterations=20, checkpoint_period=10)  # checkpoints at 10 and 20
     job = dataclasses.replace(job, cfg=validate(raw))
     out = job.dir(run_dir)
     first = _train(raw, str(out), 1.0)

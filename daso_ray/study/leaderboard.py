@@ -108,6 +108,9 @@ def format_board(board: dict, meta: dict, top: int = 5) -> str:
         base = [t for t in b["finished"] if t["baseline"]]
         if b["finished"] and base and b["finished"][0] is not base[0]:
             lines.append(f"  best vs baseline on the objective: {_gap(b['finished'][0], base[0])}")
+        elif b["finished"] and base:
+            lines.append("  the baseline is the best finished trial: no sampled setting beat the "
+                         "base config's own values")
     return "\n".join(lines)
 
 

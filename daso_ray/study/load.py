@@ -167,19 +167,19 @@ def _resolution(spec: SearchSpec, base: Config, where: str, metric: str) -> list
     if num_valid == 0:
         return [f"{where}: '{metric}' needs a validation hold-out but data.num_valid is 0 — "
                 "set data.num_valid (under set:) or use an eval/ metric"]
-    out = []
     classes = _num_classes(base.data.root)
-    if classes and num_valid < 2 * classes:
-        out.append(f"data.num_valid: {num_valid} images for {classes} classes (< 2 per class) "
-                   f"cannot rank trials on '{metric}' — set data.num_valid >= {2 * classes}")
     step = 100.0 / num_valid
+    need = max(2 * (classes or 0), math.ceil(100.0 / spec.objective.min_resolution))
+    # One line with the one value that fixes both problems, not two lines with two values.
+    if classes and num_valid < 2 * classes:
+        return [f"data.num_valid: {num_valid} images for {classes} classes (< 2 per class) "
+                f"cannot rank trials on '{metric}' — set data.num_valid >= {need}"]
     if step > spec.objective.min_resolution:
-        need = math.ceil(100.0 / spec.objective.min_resolution)
-        out.append(f"data.num_valid: {num_valid} — one validation image moves '{metric}' by "
-                   f"{step:.2g} points, more than objective.min_resolution "
-                   f"{spec.objective.min_resolution}; set data.num_valid >= {need} (or raise "
-                   "objective.min_resolution)")
-    return out
+        return [f"data.num_valid: {num_valid} — one validation image moves '{metric}' by "
+                f"{step:.2g} points, more than objective.min_resolution "
+                f"{spec.objective.min_resolution}; set data.num_valid >= {need} (or raise "
+                "objective.min_resolution)"]
+    return []
 
 
 def _num_classes(root: str | None) -> int | None:

@@ -9,6 +9,7 @@ format is documented in README.md ("Search-space files"); ``search_spaces/`` hol
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 import math
@@ -152,8 +153,10 @@ def spec_problems(spec: SearchSpec, base: dict, base_name: str = "base") -> list
     for key in [*spec.set, *spec.params]:
         if not _is_config_path(key):
             where = "set" if key in spec.set else "params"
-            out.append(f"{where}.{key}: not a config key — names are config paths such as "
-                       "algorithm.daso.t_proto (see daso_ray/config.py)")
+            close = difflib.get_close_matches(key, config_paths(), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else \
+                "names are config paths such as algorithm.daso.t_proto (README: Configuration)"
+            out.append(f"{where}.{key}: not a config key — {hint}")
     for key, p in spec.params.items():
         for dep in p.when:
             if dep not in spec.params or list(spec.params).index(dep) >= list(spec.params).index(key):
@@ -221,6 +224,18 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, int | float) and isinstance(b, int | float):
         return a == b
     return type(a) is type(b) and a == b
+
+
+def config_paths(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
+    """Every dotted leaf path of the config (``algorithm.daso.t_proto``, ...)."""
+    out = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out += config_paths(ann, f"{prefix}{name}.")
+        else:
+            out.append(prefix + name)
+    return out
 
 
 def _is_config_path(key: str) -> bool:

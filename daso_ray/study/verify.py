@@ -100,8 +100,9 @@ class Plan:
 def plan(run_dir: Path, k: int, smoke: bool = False, base: Config | None = None) -> Plan:
     """Every run verification needs: each study's winner (its best finished trial) and the
     baseline on seeds HELD_OUT_SEED0 .. +k-1, at the exported budget (``--smoke``: two evaluation
-    periods). ``base``: the run's base config (default: search.json's). A study whose winner is
-    the baseline trial needs no run. Raises UserError when no study has a finished trial."""
+    periods past DASO's pre-training). ``base``: the run's base config (default: search.json's).
+    A study whose winner is the baseline trial needs no run. Raises UserError when no study has
+    a finished trial."""
     meta = read_meta(run_dir)
     spec = SearchSpec.model_validate(meta["spec"])
     base = base or validate(meta["base"])
@@ -143,8 +144,13 @@ def _config(spec: SearchSpec, base: Config, params: dict, scn, seed: int, iters:
     cfg = compose(spec, base, params, scn, seed, iterations=iters)
     if not smoke:
         return cfg
-    raw = to_dict(cfg)  # two evaluation windows, a checkpoint at the end: a check of the path
-    raw["run"].update(iterations=2 * cfg.run.eval_period, checkpoint_period=2 * cfg.run.eval_period)
+    # Two evaluation windows past DASO's pre-training P (before P every config is the same
+    # FixMatch and the paired gain would be 0 by construction), a checkpoint at the end.
+    period = cfg.run.eval_period
+    past_p = cfg.algorithm.daso.pretrain_iters if cfg.algorithm.name == "daso" else 0
+    short = min(iters, (past_p // period + 2) * period)
+    raw = to_dict(cfg)
+    raw["run"].update(iterations=short, checkpoint_period=short)
     return validate(raw, source=f"--smoke {scn.name}")
 
 
@@ -272,9 +278,9 @@ def header_line(entry: dict | None, run_dir: str = "RUN_DIR") -> str:
     smoke = " (a --smoke check: tiny budget, not a verdict to trust)" if entry.get("smoke") else ""
     if not entry.get("n"):
         return f"verify: {entry['verdict']} — {entry['note']}{smoke}"
-    return (f"verify: {entry['verdict']} — winner - baseline = {_signed(entry['gain'])} points "
-            f"{entry['metric']}, {entry['level']:.0%} CI {_ci(entry)}, {entry['n']} held-out seeds"
-            + smoke)
+    return (f"verify: {entry['verdict']} — {entry['metric']} winner {entry['mean_winner']:.2f} vs "
+            f"baseline {entry['mean_baseline']:.2f}: gain {_signed(entry['gain'])} points, "
+            f"{entry['level']:.0%} CI {_ci(entry)}, {entry['n']} held-out seeds" + smoke)
 
 
 def keeps_baseline(entry: dict | None) -> bool:
