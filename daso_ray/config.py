@@ -252,13 +252,22 @@ def describe_error(err: dict[str, Any], root: type[BaseModel]) -> str:
         )
         return f"unknown key '{key}' — {hint}"
     msg = err["msg"].removeprefix("Value error, ")
-    if msg.startswith(f"{key}:") or (not key and ":" in msg):
-        return msg
+    if msg.startswith((f"{key}:", f"{key}.")) or (not key and ":" in msg):
+        return msg  # the validator already named the key (data.imb_ratio_u, not data.data...)
     got = err.get("input")
     shown = "" if isinstance(got, dict) else f" (got {got!r})"
     if err["type"] == "value_error" and key:
         return f"{key}.{msg}" if ":" in msg.split(" ")[0] else f"{key}: {msg}"
     return f"key '{key}': {msg}{shown}"
+
+
+def describe_errors(errors: list[dict[str, Any]], root: type[BaseModel]) -> list[str]:
+    """One line per pydantic error, except a "Field required" for a key that a mistyped key's
+    "did you mean" line already names (one typo is one problem, one line)."""
+    lines = [describe_error(e, root) for e in errors]
+    named = {ln.split("did you mean '")[1].rstrip("'?") for ln in lines if "did you mean '" in ln}
+    return [ln for e, ln in zip(errors, lines, strict=True)
+            if not (e["type"] == "missing" and ".".join(map(str, e["loc"])) in named)]
 
 
 def validate(raw: dict[str, Any], source: str = "config") -> Config:
@@ -268,7 +277,7 @@ def validate(raw: dict[str, Any], source: str = "config") -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{source}: {describe_error(e, Config)}" for e in exc.errors()]
+        lines = [f"{source}: {line}" for line in describe_errors(exc.errors(), Config)]
         raise UserError("\n".join(lines)) from None
 
 

@@ -71,3 +71,13 @@ def test_split_rejects_pool_too_small_and_empty_class():
         make_split(labels, SplitSpec(10, 0, 80, 40, 10, 10, "consistent", 0))
     with pytest.raises(UserError, match="0 labeled images"):
         make_split(labels, SplitSpec(10, 0, 5, 40, 100, 10, "consistent", 0))
+
+
+def test_a_validator_error_names_its_key_once():
+    """A section validator's message already names its key: not ``data.data.imb_ratio_u``."""
+    from daso_ray.config import validate
+    from daso_ray.errors import UserError
+
+    with pytest.raises(UserError) as err:
+        validate({"data": {"scenario": "uniform", "imb_ratio_u": 5}})
+    assert str(err.value).startswith("config: data.imb_ratio_u: scenario 'uniform' needs")

@@ -68,6 +68,16 @@ def test_broken_search_file_fails_before_ray(tmp_path, digits_root, capsys, case
     assert not storage.exists()  # nothing written, and Ray never started (no run dir)
 
 
+def test_a_mistyped_required_key_is_one_line(tmp_path, digits_root, capsys):
+    write_base(tmp_path, digits_root)
+    spec = search_dict(tmp_path / "runs")
+    spec["budget"] = {"num_sample": 4, "iterations": 60}
+    assert search_main([str(write_search(tmp_path, spec))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {tmp_path / 'search.yaml'}: unknown key 'budget.num_sample' — did you "
+                   "mean 'budget.num_samples'?"], err
+
+
 def test_several_problems_one_line_each(tmp_path, digits_root, capsys):
     write_base(tmp_path, digits_root)
     spec = search_dict(tmp_path / "runs", scenarios=[], budgett=1)

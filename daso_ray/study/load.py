@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from daso_ray.config import Config, describe_error, read_yaml, to_dict, validate
+from daso_ray.config import Config, describe_errors, read_yaml, to_dict, validate
 from daso_ray.errors import UserError
 from daso_ray.study.compose import baseline_params, compose, end_value, trial_iterations
 from daso_ray.study.spec import SearchSpec, base_with_set, spec_problems
@@ -33,8 +33,8 @@ def load_search(path: str | Path) -> tuple[SearchSpec, Config]:
     try:
         spec = SearchSpec.model_validate(raw)
     except ValidationError as exc:
-        raise UserError("\n".join(f"{path}: {describe_error(e, SearchSpec)}" for e in exc.errors())
-                        ) from None
+        raise UserError("\n".join(f"{path}: {line}"
+                                   for line in describe_errors(exc.errors(), SearchSpec))) from None
     base_path = _find(spec.base, path)
     base_raw = read_yaml(base_path)
     problems = spec_problems(spec, base_raw, base_path.name)
