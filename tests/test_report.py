@@ -207,4 +207,4 @@ def test_loop_logs_the_test_confusion_at_the_last_evaluation_only(digits_root, t
     assert lines[-1]["eval/top1"] == pytest.approx(100 * sum(conf[i][i] for i in range(k)) / total)
     # A Tune trial sums it over seeds into <scenario>/eval/confusion, where the report reads it.
     agg = aggregate(Objective(), {("s", 0): tr.last_metrics, ("s", 1): tr.last_metrics}, 8)
-    assert agg["s/eval/confusion"] == [[2 * n for n in r] for r in conf]
+    assert [list(r) for r in agg["s/eval/confusion"]] == [[2 * n for n in r] for r in conf]

@@ -130,7 +130,7 @@ def test_export_never_ships_a_nan_winner(tmp_path, capsys):
 
 
 def test_per_class_recall_becomes_one_scalar_per_class():
-    from daso_ray.engine.evaluate import per_class_scalars
+    from daso_ray.study.objective import per_class_scalars
 
     m = {"eval/per_class_recall": [float(v) for v in range(12)], "valid/per_class_recall": [50.0, 7.5],
          "eval/top1": 3.0}

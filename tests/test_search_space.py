@@ -221,3 +221,19 @@ def test_grid_with_the_baseline_first_visits_every_grid_point(tmp_path, digits_r
     points = [tuple(sorted(t.params.items())) for t in study.trials]
     assert points[0] == tuple(sorted(baseline_params(spec, base).items()))
     assert len(set(points[1:])) == 6  # every grid point, none twice
+
+
+def test_aggregate_gives_tensorboard_one_scalar_per_class_by_iteration(tmp_path, digits_root):
+    """Tune's TensorBoard logger plots against ``timesteps_total`` (the iteration, not the report
+    count), logs numbers as scalars, turns lists into histograms and skips tuples: per-class
+    recall goes as one scalar per class, the lists (for result.json and the report) as tuples."""
+    write_base(tmp_path, digits_root)
+    spec, _ = load_search(write_search(tmp_path, search_dict(tmp_path / "r")))
+    runs = {("a", s): {"valid/top1_median20": 50.0, "eval/per_class_recall": [100.0, 50.0 + s],
+                       "eval/confusion": [[3, 0], [1, 2]]} for s in (0, 1)}
+    out = aggregate(spec.objective, runs, step=40)
+    assert out["timesteps_total"] == 40
+    assert (out["a/eval/recall/class_0"], out["a/eval/recall/class_1"]) == (100.0, 50.5)
+    assert out["a/eval/per_class_recall"] == (100.0, 50.5)
+    assert out["a/eval/confusion"] == ((6, 0), (2, 4))
+    assert not any(isinstance(v, list) for v in out.values())

@@ -86,22 +86,6 @@ def metrics_from_confusion(conf, labeled_counts, prefix: str = "eval") -> dict:
     return out
 
 
-def per_class_scalars(metrics: dict) -> dict:
-    """Each ``<prefix>/per_class_recall`` list as one scalar per class,
-    ``<prefix>/recall/class_<k>`` (zero-padded, so dashboards sort them in class order).
-
-    For loggers that turn a list into a histogram (Ray Tune's TensorBoard logger does), which
-    loses which class is which; scalars keep one curve per class.
-    """
-    out = {}
-    for key, values in metrics.items():
-        if key.endswith("/per_class_recall") and isinstance(values, list | tuple):
-            prefix, width = key.rsplit("/", 1)[0], len(str(max(len(values) - 1, 0)))
-            out.update({f"{prefix}/recall/class_{k:0{width}d}": float(v)
-                        for k, v in enumerate(values)})
-    return out
-
-
 def pl_quality(true: np.ndarray, pred: np.ndarray, num_classes: int) -> dict:
     """Pseudo-label precision / recall / gain per class (specs/daso.md §9.4); −1 labels skipped.
 

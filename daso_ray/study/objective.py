@@ -35,20 +35,27 @@ def aggregate(objective: Objective, per_run: dict[tuple[str, int], dict], step: 
     ``objective_stderr`` (NaN with one seed): the standard error of ``objective`` over seeds
     (mean: sqrt(sum of the scenarios' squared errors) / scenarios; worst: the worst scenario's).
     """
-    out: dict[str, Any] = {"step": step}
+    # timesteps_total: Tune's TensorBoard logger takes it as the x-axis (else the report count).
+    out: dict[str, Any] = {"step": step, "timesteps_total": step}
     scenarios = sorted({s for s, _ in per_run})
     for scn in scenarios:
         runs = [m for (s, _), m in per_run.items() if s == scn]
         for key in {k for m in runs for k in m if k in TUNE_KEYS or k.startswith("train/loss")}:
             out[f"{scn}/{key}"] = statistics.fmean(m[key] for m in runs if key in m)
+        lists = {}
         for key in RECALL_KEYS:
             rows = [m[key] for m in runs if key in m]
             if rows:
-                out[f"{scn}/{key}"] = [round(statistics.fmean(c), 3) for c in zip(*rows, strict=True)]
+                lists[key] = [round(statistics.fmean(c), 3) for c in zip(*rows, strict=True)]
         mats = [m[CONFUSION_KEY] for m in runs if CONFUSION_KEY in m]
         if mats:
-            out[f"{scn}/{CONFUSION_KEY}"] = [[sum(c) for c in zip(*rows, strict=True)]
-                                             for rows in zip(*mats, strict=True)]
+            lists[CONFUSION_KEY] = [tuple(sum(c) for c in zip(*rows, strict=True))
+                                    for rows in zip(*mats, strict=True)]
+        # One scalar per class for dashboards; the lists themselves go as tuples, which Tune's
+        # TensorBoard logger skips (a list becomes a histogram that loses which class is which)
+        # while result.json still holds them as lists for the leaderboard and the report.
+        out.update({f"{scn}/{k}": v for k, v in per_class_scalars(lists).items()})
+        out.update({f"{scn}/{k}": tuple(v) for k, v in lists.items()})
     targets = [(objective.metric, objective.mode)] + [(e.metric, e.mode) for e in objective.extra]
     for i, (metric, mode) in enumerate(targets):
         means = [out.get(f"{scn}/{metric}", math.nan) for scn in scenarios]
@@ -63,6 +70,22 @@ def aggregate(objective: Objective, per_run: dict[tuple[str, int], dict], step: 
         out["objective" if i == 0 else f"objective_{i}"] = value
         if i == 0:
             out["objective_stderr"] = err
+    return out
+
+
+def per_class_scalars(metrics: dict) -> dict:
+    """Each ``<prefix>/per_class_recall`` list as one scalar per class,
+    ``<prefix>/recall/class_<k>`` (zero-padded, so dashboards sort them in class order).
+
+    For loggers that turn a list into a histogram (Ray Tune's TensorBoard logger does), which
+    loses which class is which; scalars keep one curve per class.
+    """
+    out = {}
+    for key, values in metrics.items():
+        if key.endswith("/per_class_recall") and isinstance(values, list | tuple):
+            prefix, width = key.rsplit("/", 1)[0], len(str(max(len(values) - 1, 0)))
+            out.update({f"{prefix}/recall/class_{k:0{width}d}": float(v)
+                        for k, v in enumerate(values)})
     return out
 
 
