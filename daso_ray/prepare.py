@@ -76,8 +76,8 @@ def write_default_splits(dataset: str, out: Path, manifest: dict) -> list[Path]:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from daso_ray.data.catalog import load_source
     from daso_ray.data.ffcv_io import prepare_source
-    from daso_ray.data.sources import load_source
 
     if args.short_side < 32:
         raise UserError(f"--short-side {args.short_side}: must be at least 32")

@@ -86,8 +86,8 @@ def write_folder(root: Path) -> Path:
 @pytest.fixture(scope="session")
 def digits_root(tmp_path_factory) -> Path:
     """Prepared digits (Arrow only: the FFCV path has its own small test module)."""
+    from daso_ray.data.catalog import load_source
     from daso_ray.data.ffcv_io import prepare_source
-    from daso_ray.data.sources import load_source
 
     out = tmp_path_factory.mktemp("prepared") / "digits"
     prepare_source(load_source("digits", None), out, with_ffcv=False)

@@ -39,8 +39,8 @@ class Env:
         """A private copy of prepared digits (with FFCV files when asked)."""
         out = self.tmp / "digits"
         if ffcv:
+            from daso_ray.data.catalog import load_source
             from daso_ray.data.ffcv_io import prepare_source
-            from daso_ray.data.sources import load_source
 
             prepare_source(load_source("digits", None), out, with_ffcv=True)
         else:

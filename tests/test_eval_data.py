@@ -30,8 +30,9 @@ LOADERS = ["torch", pytest.param("ffcv", marks=[pytest.mark.ffcv, pytest.mark.sl
 @pytest.fixture(scope="module")
 def odd_root(tmp_path_factory):
     """Prepared digits with a 101-image test set (.arrow, and .beton where FFCV is installed)."""
+    from daso_ray.data.catalog import load_source
     from daso_ray.data.ffcv_io import prepare_source
-    from daso_ray.data.sources import SourceSplit, load_source
+    from daso_ray.data.sources import SourceSplit
 
     src = load_source("digits", None)
     test = src.splits["test"]

@@ -23,8 +23,8 @@ def _weak_candidates(img: np.ndarray, pad: int = 4) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
+    from daso_ray.data.catalog import load_source
     from daso_ray.data.ffcv_io import prepare_source
-    from daso_ray.data.sources import load_source
 
     tmp = tmp_path_factory.mktemp("ffcv")
     folder, images, labels = write_cifar(tmp, 10, per_class_train=4)

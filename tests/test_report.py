@@ -190,8 +190,7 @@ def test_svg_log_axis_and_heatmap_shapes():
 
 
 def test_loop_logs_the_test_confusion_at_the_last_evaluation_only(digits_root, tmp_path):
-    from daso_ray.study.objective import aggregate
-    from daso_ray.study.spec import Objective
+    from daso_ray.study.objective import Objective, aggregate
     from tests.engine_helpers import tiny_config, train
 
     tr = train(tiny_config(digits_root, "fixmatch", tmp_path), tmp_path / "run")

@@ -15,9 +15,9 @@ import pytest
 from conftest import write_semi_aves, write_stl
 
 from daso_ray.config import DataConfig, from_dict, load_config
+from daso_ray.data.catalog import load_source
 from daso_ray.data.ffcv_io import prepare_source
 from daso_ray.data.module import TrainData
-from daso_ray.data.sources import load_source
 from daso_ray.errors import UserError
 from daso_ray.prepare import main as prepare_main
 

@@ -46,8 +46,7 @@ def test_two_classes_tail_is_the_rare_class_and_medium_is_absent():
 
 
 def test_group_without_scored_images_is_absent_and_aggregates_without_crash():
-    from daso_ray.study.objective import aggregate
-    from daso_ray.study.spec import Objective
+    from daso_ray.study.objective import Objective, aggregate
 
     # Three classes; the tail one has no image in this set (e.g. a small validation hold-out).
     m = metrics_from_confusion([[5, 0, 0], [1, 4, 0], [0, 0, 0]], [30, 10, 2], prefix="valid")
@@ -79,9 +78,9 @@ def test_train_refuses_num_valid_below_the_class_count(digits_root, tmp_path, ca
 def test_train_data_checks_the_hold_out_against_the_manifest(tmp_path):
     # A folder dataset: the class count is only known from the prepared data (2 classes here).
     from daso_ray.config import DataConfig
+    from daso_ray.data.catalog import load_source
     from daso_ray.data.ffcv_io import prepare_source
     from daso_ray.data.module import TrainData
-    from daso_ray.data.sources import load_source
 
     out = tmp_path / "out"
     prepare_source(load_source("folder", write_folder(tmp_path)), out, with_ffcv=False, workers=1)
@@ -173,8 +172,8 @@ def test_progress_line_on_a_terminal_only(digits_root, tmp_path, capsys, monkeyp
 @pytest.fixture(scope="module")
 def cifar_root(tmp_path_factory):
     pytest.importorskip("ffcv")
+    from daso_ray.data.catalog import load_source
     from daso_ray.data.ffcv_io import prepare_source
-    from daso_ray.data.sources import load_source
 
     tmp = tmp_path_factory.mktemp("robust_ffcv")
     folder, _, _ = write_cifar(tmp, 10, per_class_train=8)

@@ -11,9 +11,9 @@ import pytest
 from conftest import write_cifar, write_folder, write_semi_aves, write_stl
 
 from daso_ray.config import DataConfig
+from daso_ray.data.catalog import load_source
 from daso_ray.data.ffcv_io import prepare_source, read_manifest
 from daso_ray.data.module import TrainData
-from daso_ray.data.sources import load_source
 from daso_ray.data.store import Store
 from daso_ray.errors import UserError
 

@@ -1,5 +1,6 @@
 """Readers for the supported sources: uint8 images and int labels, never a download.
-The image-file sources (Semi-Aves, a user's folders) are in :mod:`daso_ray.data.file_sources`.
+The image-file sources (Semi-Aves, a user's folders) are in :mod:`daso_ray.data.file_sources`;
+:func:`daso_ray.data.catalog.load_source` picks the reader for a dataset name.
 
 Each reader returns a :class:`Source` whose splits are ``train`` (labeled pool), ``test`` and,
 where the benchmark has a separate one, ``unlabeled``. Raw sources (digits, CIFAR, STL-10) hold
@@ -193,24 +194,6 @@ def load_stl10_source(src: Path) -> Source:
     files = ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "unlabeled_X.bin"]
     return Source("stl10", 10, names if len(names) == 10 else [str(c) for c in range(10)], splits,
                   inputs=[src / f for f in files])
-
-
-def load_source(dataset: str, src: Path | None) -> Source:
-    """Dispatch on the dataset name; ``src`` is required for everything but digits."""
-    if dataset == "digits":
-        return load_digits_source()
-    if src is None:
-        raise UserError(f"--src: the {dataset} source folder is required")
-    if not src.is_dir():
-        raise UserError(f"--src {shown(src)}: not a folder — pass the extracted {dataset} folder")
-    from daso_ray.data.file_sources import load_folder_source, load_semi_aves_source
-
-    loaders = {"cifar10": lambda: load_cifar_source(src, 10),
-               "cifar100": lambda: load_cifar_source(src, 100),
-               "stl10": lambda: load_stl10_source(src),
-               "semi_aves": lambda: load_semi_aves_source(src),
-               "folder": lambda: load_folder_source(src)}
-    return loaders[dataset]()
 
 
 def fingerprint(paths: list[Path]) -> str:

@@ -13,11 +13,21 @@ run, a journal file or an RDB URL otherwise) so optuna-dashboard can open it; AS
 reported ``step`` so grace/max_t are in training iterations; failed trials restart from their last
 checkpoint (``FailureConfig.max_failures``); ``Tuner.restore`` brings back searcher, scheduler and
 trials, and on a finished study returns its results without re-running anything.
+
+Ctrl-C: only the driver gets SIGINT (Ray's workers block it), so the driver forwards SIGUSR1 —
+Tune's own "stop and save the experiment" signal — to every study task and waits for each to save
+its state; the trials cut short stay unfinished in that state and ``--resume`` finishes them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
 
 import ray
 from ray import tune
@@ -75,7 +85,7 @@ def _named(fn: functools.partial, study: str):
 
 
 def _tuner(spec: SearchSpec, base: Config, study: str, scenarios: list, run_dir: str) -> tune.Tuner:
-    metrics, modes = objective_names(spec)
+    metrics, modes = objective_names(spec.objective)
     iters = trial_iterations(spec, base)
     searcher = StudySearch(
         space=SuggestSpace(spec), metric=metrics if len(metrics) > 1 else metrics[0],
@@ -116,16 +126,49 @@ def run_studies(spec: SearchSpec, base: Config, run_dir: str, resume: bool) -> N
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     task = ray.remote(num_cpus=0, max_retries=0)(run_study)
     # Named tasks: Ray prefixes each study's progress table with "(study_<name> pid=...)".
-    refs = [task.options(scheduling_strategy=here, name=f"study_{study}")
-            .remote(spec, base, study, scns, run_dir, resume) for study, scns in todo.items()]
-    problems = [line for lines in ray.get(refs) for line in lines]
+    # The tasks run on this node: each leaves its pid here, for a Ctrl-C to reach it.
+    pid_dir = tempfile.mkdtemp(prefix="daso_studies_")
+    try:
+        refs = [task.options(scheduling_strategy=here, name=f"study_{study}")
+                .remote(spec, base, study, scns, run_dir, resume, pid_dir)
+                for study, scns in todo.items()]
+        try:
+            problems = [line for lines in ray.get(refs) for line in lines]
+        except KeyboardInterrupt:
+            _stop_studies(refs, pid_dir)
+            raise
+    finally:
+        shutil.rmtree(pid_dir, ignore_errors=True)
     if problems:
         raise UserError("\n".join(problems))
 
 
+STOP_WAIT_S = 120  # how long a Ctrl-C waits for the studies to save their state
+
+
+def _stop_studies(refs: list, pid_dir: str) -> None:
+    """Ask every study task to stop and save (SIGUSR1), and wait for them; a second Ctrl-C
+    stops waiting (the saved state is then the last periodic one, as after a killed driver)."""
+    print(f"interrupted: stopping {len(refs)} studies and saving their state (up to "
+          f"{STOP_WAIT_S} s; Ctrl-C again to quit at once)", flush=True)
+    # A study that already ended is skipped; one too new to have left its pid ends with the
+    # driver, like a killed driver's (its last periodic state is what --resume continues).
+    for pid_file in Path(pid_dir).glob("*.pid"):
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text()), signal.SIGUSR1)
+    ray.wait(refs, num_returns=len(refs), timeout=STOP_WAIT_S)
+
+
 def run_study(spec: SearchSpec, base: Config, study: str, scenarios: list, run_dir: str,
-              resume: bool) -> list[str]:
-    """One study's Tuner, new or restored, run to the end; one line per failed trial group."""
+              resume: bool, pid_dir: str | None = None) -> list[str]:
+    """One study's Tuner, new or restored, run to the end; one line per failed trial group.
+    ``pid_dir``: where this task's pid goes, so the driver can stop it (see :func:`_stop_studies`)."""
+    stop = []
+    if pid_dir:
+        # SIGUSR1's default action kills the process: until Tune installs its own handler (its
+        # "stop and save"), note the request instead and do not start the study.
+        signal.signal(signal.SIGUSR1, lambda *_: stop.append(True))
+        Path(pid_dir, f"{study}.pid").write_text(str(os.getpid()))
     path = storage.join(run_dir, study)
     trainable = _trainable(spec, base, study, scenarios, run_dir)
     if resume and tune.Tuner.can_restore(path):
@@ -134,6 +177,8 @@ def run_study(spec: SearchSpec, base: Config, study: str, scenarios: list, run_d
         tuner = _tuner(spec, base, study, scenarios, run_dir)
     print(f"== study {study}: {spec.budget.num_samples} trials (the first is the baseline), "
           f"scenarios {', '.join(s.name for s in scenarios)}", flush=True)
+    if stop:
+        return []
     grid = tuner.fit()
     errors = [r for r in grid if r.error is not None]
     if not errors:

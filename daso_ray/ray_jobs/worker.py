@@ -17,8 +17,7 @@ from ray.train.torch import TorchTrainer
 from daso_ray.config import from_dict
 from daso_ray.dist import Collective
 from daso_ray.engine.loop import Trainer
-from daso_ray.study.objective import RECALL_KEYS, aggregate
-from daso_ray.study.spec import Objective
+from daso_ray.study.objective import RECALL_KEYS, Objective, aggregate
 
 
 def worker_loop(config: dict) -> None:

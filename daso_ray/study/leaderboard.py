@@ -8,8 +8,12 @@ Layout written by ``python -m daso_ray.search`` under ``<storage>/<name>/``::
 
 A study is a scenario (``objective.type: per_scenario``) or ``robust``. A trial is *finished* when
 it reached the trial budget (``step == iterations``); ASHA-stopped trials are ranked separately —
-their objective is a low-fidelity value (PRUNED in the Optuna study). The trial whose parameters
-are the base config's own values (``search.json`` ``baseline``) is marked ``baseline``.
+their objective is a low-fidelity value (PRUNED in the Optuna study). A trial whose last result
+carries ``failed`` (a deterministic failure, e.g. a non-finite loss) is *failed*, with that reason.
+A trial that ended before the budget otherwise is *stopped* only when Tune marked its last result
+``done`` (ASHA's stop is logged with it; a trial cut by Ctrl-C or a lost driver never is): else it
+is *interrupted*, and ``--resume`` finishes it. The trial whose parameters are the base config's
+own values (``search.json`` ``baseline``) is marked ``baseline``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ def read_trials(study_dir: Path) -> list[dict]:
         first = lines[0]
         out.append({"trial_id": lines[-1].get("trial_id", res.parent.name), "dir": str(res.parent),
                     "params": params, "step": max(curve) if curve else 0,
+                    "failed": lines[-1].get("failed"), "done": bool(lines[-1].get("done")),
                     "last": lines[-1], "curve": sorted(curve.items()),
                     # wall-clock span: start = first report's time minus the time it took
                     "start": first.get("timestamp", 0) - first.get("time_total_s", 0),
@@ -63,16 +68,20 @@ def ranked(trials: list[dict], iterations: int, mode: str = "max") -> tuple[list
 
 
 def leaderboard(run_dir: Path) -> dict[str, dict]:
-    """{study: {"finished": [...], "stopped": [...]}} for every study of a run; each trial has
-    ``baseline`` (bool) beside its record from :func:`read_trials`."""
+    """{study: {"finished": [...], "stopped": [...], "failed": [...], "interrupted": [...]}} for
+    every study of a run; each trial has ``baseline`` (bool) beside its record from
+    :func:`read_trials`."""
     meta = read_meta(run_dir)
     board = {}
     for study in meta["studies"]:
         trials = read_trials(Path(run_dir) / study)
         for t in trials:
             t["baseline"] = "baseline" in meta and t["params"] == meta["baseline"]
-        done, early = ranked(trials, meta["iterations"], meta["objective"]["mode"])
-        board[study] = {"finished": done, "stopped": early}
+        failed = [t for t in trials if t["failed"]]
+        ok = [t for t in trials if not t["failed"]]
+        done, early = ranked(ok, meta["iterations"], meta["objective"]["mode"])
+        board[study] = {"finished": done, "stopped": [t for t in early if t["done"]],
+                        "failed": failed, "interrupted": [t for t in early if not t["done"]]}
     return board
 
 
@@ -81,7 +90,8 @@ def slim(board: dict) -> dict:
     standard error over seeds."""
     return {s: {k: [{"trial_id": t["trial_id"], "params": t["params"], "step": t["step"],
                      "baseline": t["baseline"], "objective": t["last"].get("objective"),
-                     "objective_stderr": t["last"].get("objective_stderr")} for t in v]
+                     "objective_stderr": t["last"].get("objective_stderr"),
+                     **({"reason": t["failed"]} if t["failed"] else {})} for t in v]
                 for k, v in b.items()} for s, b in board.items()}
 
 
@@ -99,12 +109,20 @@ def format_board(board: dict, meta: dict, top: int = 5) -> str:
              "seed(s) ± standard error"]
     for study, b in board.items():
         n_done, n_stop = len(b["finished"]), len(b["stopped"])
-        lines.append(f"\n[{study}] {n_done} finished, {n_stop} stopped early by ASHA (pruned)")
+        extra = "".join(f", {len(b[k])} {k}" for k in ("failed", "interrupted") if b.get(k))
+        lines.append(f"\n[{study}] {n_done} finished, {n_stop} stopped early by ASHA (pruned)"
+                     + extra)
         for i, t in enumerate(b["finished"][:top], start=1):
             lines.append(f"  {i}. {value_text(t)}  {t['trial_id']}{_mark(t)}  {params_text(t)}")
         for t in b["stopped"][:top]:
             lines.append(f"  -  {value_text(t)} at step {t['step']}  "
                          f"{t['trial_id']}{_mark(t)}  {params_text(t)}")
+        for t in b.get("interrupted", [])[:top]:
+            lines.append(f"  ?  interrupted at step {t['step']}  {t['trial_id']}{_mark(t)}  "
+                         f"{params_text(t)} — --resume finishes it")
+        for t in b.get("failed", []):  # every one: each names a cause to fix
+            lines.append(f"  x  failed at step {t['step']}  {t['trial_id']}{_mark(t)}  "
+                         f"{params_text(t)} — {t['failed']}")
         base = [t for t in b["finished"] if t["baseline"]]
         if b["finished"] and base and b["finished"][0] is not base[0]:
             lines.append(f"  best vs baseline on the objective: {_gap(b['finished'][0], base[0])}")
@@ -126,7 +144,6 @@ def _gap(best: dict, base: dict) -> str:
     noise = f" (± {fmt(se)} s.e.)" if se else ""
     return (f"{d:+.2f}{noise} — measured on the seeds it was selected on; "
             "python -m daso_ray.verify measures it on held-out seeds")
-
 
 
 def params_text(t: dict, sep: str = "  ") -> str:

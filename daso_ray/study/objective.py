@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 import statistics
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    from daso_ray.study.spec import Objective, SearchSpec
+from pydantic import Field
+
+from daso_ray.config import Strict
 
 # Scalars forwarded to Tune per scenario, hence the possible objectives (the rest of the metrics
 # stays in each run's metrics.jsonl).
@@ -24,6 +25,22 @@ TUNE_KEYS += ("train/loss", "train/mask_ratio", "perf/img_per_s")
 RECALL_KEYS = ("eval/per_class_recall", "valid/per_class_recall", "data/labeled_counts")
 # The test confusion matrix (rows: true class, columns: predicted; summed over seeds).
 CONFUSION_KEY = "eval/confusion"
+
+
+class ExtraObjective(Strict):
+    metric: str
+    mode: Literal["max", "min"] = "max"
+
+
+class Objective(Strict):
+    type: Literal["per_scenario", "robust"] = "per_scenario"
+    metric: str = "valid/top1_median20"
+    mode: Literal["max", "min"] = "max"
+    aggregate: Literal["mean", "worst"] = "mean"  # robust: over scenarios
+    extra: list[ExtraObjective] = []  # more objectives -> a multi-objective (Pareto) study
+    # Largest step (points) one validation image may move a valid/ metric: 100 / data.num_valid.
+    # A coarser objective cannot rank trials (ties everywhere), so the file is refused.
+    min_resolution: float = Field(0.5, gt=0)
 
 
 def aggregate(objective: Objective, per_run: dict[tuple[str, int], dict], step: int) -> dict:
@@ -96,10 +113,10 @@ def stderr(values: list[float]) -> float:
     return statistics.stdev(values) / math.sqrt(len(values))
 
 
-def objective_names(spec: SearchSpec) -> tuple[list[str], list[str]]:
+def objective_names(objective: Objective) -> tuple[list[str], list[str]]:
     """(metrics, modes) reported to the searcher; the first one drives ASHA and the leaderboard."""
-    metrics = ["objective", *[f"objective_{i + 1}" for i in range(len(spec.objective.extra))]]
-    modes = [spec.objective.mode, *[e.mode for e in spec.objective.extra]]
+    metrics = ["objective", *[f"objective_{i + 1}" for i in range(len(objective.extra))]]
+    modes = [objective.mode, *[e.mode for e in objective.extra]]
     return metrics, modes
 
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from daso_ray.config import Config, Strict
-from daso_ray.study.objective import TUNE_KEYS
+from daso_ray.study.objective import TUNE_KEYS, Objective
 
 
 class Param(Strict):
@@ -64,22 +64,6 @@ class Scenario(Strict):
     gamma_l: float = Field(ge=1.0)
     gamma_u: float = Field(1.0, ge=1.0)
     unlabeled_pool: Literal["in", "in+out"] = "in"
-
-
-class ExtraObjective(Strict):
-    metric: str
-    mode: Literal["max", "min"] = "max"
-
-
-class Objective(Strict):
-    type: Literal["per_scenario", "robust"] = "per_scenario"
-    metric: str = "valid/top1_median20"
-    mode: Literal["max", "min"] = "max"
-    aggregate: Literal["mean", "worst"] = "mean"  # robust: over scenarios
-    extra: list[ExtraObjective] = []  # more objectives -> a multi-objective (Pareto) study
-    # Largest step (points) one validation image may move a valid/ metric: 100 / data.num_valid.
-    # A coarser objective cannot rank trials (ties everywhere), so the file is refused.
-    min_resolution: float = Field(0.5, gt=0)
 
 
 class Asha(Strict):
