@@ -5,6 +5,7 @@ file is validated before Ray starts. Results go to ``<storage>/<name>/`` (see
 ``daso_ray/leaderboard.py``); ``--resume`` continues a killed search from there, with no finished
 trial lost or repeated. ``--smoke`` shrinks every iteration count of the search ~25x (keeping the
 schedule's shape) and caps it at 4 trials per study: a check of the whole path in about a minute.
+Ctrl-C stops every study, saves its state, prints the ``--resume`` command and exits 130.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -38,6 +41,28 @@ def _absolute_paths(base: Config) -> Config:
             print(f"note: {sect}.{key}: {value} does not exist here; trials look for it relative "
                   "to their node's working directory")
     return validate(raw)
+
+
+def _data_problem(spec: SearchSpec, base: Config, remote: bool) -> str | None:
+    """The base config's ``data.root`` must be a prepared dataset here: a wrong one would fail
+    every trial alike, after Ray started. On a cluster joined by address the data may live on
+    the nodes only, so a root missing here is left to the trials (``_absolute_paths`` notes it)."""
+    root, where = base.data.root, "set.data.root" if "data.root" in spec.set else (
+        f"{spec.base}: data.root")
+    if not root or (remote and not Path(root).exists()):
+        return None
+    if (Path(root) / "manifest.json").is_file():
+        return None
+    src = "" if base.data.dataset == "digits" else " --src SOURCE"
+    what = "holds no prepared dataset (no manifest.json)" if Path(root).is_dir() else "does not exist"
+    return (f"{where}: {root} {what} — prepare it: python -m daso_ray.prepare "
+            f"{base.data.dataset}{src} --out {root} (or point data.root at a prepared folder)")
+
+
+def _resume_hint(argv: list[str]) -> str:
+    """The command that continues this search: the same arguments, with ``--resume``."""
+    args = [a for a in argv if a != "--resume"]
+    return shlex.join(["python", "-m", "daso_ray.search", *args, "--resume"])
 
 
 def _run_location(spec: SearchSpec) -> tuple[Path, str]:
@@ -118,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--storage: {problems[0]}")
     if args.smoke:
         spec, base = smoke(spec, base)
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    problem = _data_problem(spec, base, remote=bool(address))
+    if problem:
+        raise UserError(problem)
     if args.resume:  # the run continues exactly as it started
         run_dir, uri = _prepare_run_dir(spec, base, args.file, args.resume)
         info = json.loads((run_dir / "search.json").read_text())
@@ -127,7 +156,6 @@ def main(argv: list[str] | None = None) -> int:
     from daso_ray.ray_jobs.cluster import check_fit, connect
     from daso_ray.ray_jobs.tuner import run_studies
 
-    address = args.address or os.environ.get("RAY_ADDRESS")
     url = connect(address, args.num_cpus)
     # A trial no node can hold would wait for ever; refuse it before the run folder is written.
     check_fit(spec.resources, started_here=not address)
@@ -136,7 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"search {spec.name}: results in {uri}" + (f"; Ray dashboard {url}" if url else ""),
           flush=True)
     t0 = time.time()
-    run_studies(spec, _absolute_paths(base), uri, args.resume)
+    try:
+        run_studies(spec, _absolute_paths(base), uri, args.resume)
+    except KeyboardInterrupt:
+        print(f"search {spec.name} interrupted; no finished trial is lost — continue it with:\n  "
+              f"{_resume_hint(sys.argv[1:] if argv is None else argv)}", file=sys.stderr,
+              flush=True)
+        return 130
     if storage.is_remote(uri):  # the leaderboard, export and report read the local mirror
         if (run_dir / "optuna.db").is_file():  # first, so the sync down cannot replace it
             storage.upload(run_dir / "optuna.db", storage.join(uri, "optuna.db"))
@@ -147,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(run_dir / "leaderboard.json", json.dumps(slim(board), indent=1))
     if storage.is_remote(uri):
         storage.upload(run_dir / "leaderboard.json", storage.join(uri, "leaderboard.json"))
+    failed = [t for b in board.values() for t in b.get("failed", [])]
+    if failed and not any(b["finished"] for b in board.values()):  # nothing to verify or export
+        raise UserError(f"no trial of {spec.name} finished: {len(failed)} failed, e.g. "
+                        f"{failed[0]['trial_id']}: {failed[0]['failed']}")
     rel = os.path.relpath(run_dir)
     shown = rel if not rel.startswith("..") else str(run_dir)  # runnable from here, and readable
     smoke_flag = " --smoke" if args.smoke else ""

@@ -9,7 +9,9 @@ COMPLETE too. Here:
 - an intermediate value is filed under the training iteration (``step``) it was measured at;
 - a trial that ended before ``max_t`` iterations is PRUNED (Optuna keeps its intermediate values;
   TPE treats it as a pruned trial, not as a finished one);
-- an errored trial, or one whose objective is not finite, is FAIL;
+- an errored trial, one whose objective is not finite, or one whose last result carries
+  ``failed`` (a deterministic failure the trial caught, see ``trial.py``) is FAIL, the reason kept
+  as the Optuna trial's ``failed`` user attribute;
 - only a trial that reached ``max_t`` is COMPLETE, with its final objective.
 """
 
@@ -49,7 +51,8 @@ class StudySearch(OptunaSearch):
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
         values = [(result or {}).get(m) for m in metrics]
         finite = all(isinstance(v, int | float) and math.isfinite(v) for v in values)
-        if error or (result and not finite and result.get("step", 0) >= self._max_t):
+        failed = (result or {}).get("failed")
+        if error or failed or (result and not finite and result.get("step", 0) >= self._max_t):
             state, told = TrialState.FAIL, None
         elif not result or result.get("step", 0) < self._max_t:
             state, told = TrialState.PRUNED, None
@@ -60,6 +63,8 @@ class StudySearch(OptunaSearch):
             # file it here, so the pruned trial keeps the value it was stopped on.
             self.on_trial_result(trial_id, result)
         try:
+            if failed:
+                self._ot_trials[trial_id].set_user_attr("failed", str(failed))
             self._ot_study.tell(self._ot_trials[trial_id], told, state=state)
         except Exception as exc:  # noqa: BLE001 — a storage hiccup must not stop the search
             log.warning("optuna tell(%s) for trial %s failed: %s", state.name, trial_id, exc)

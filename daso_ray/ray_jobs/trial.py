@@ -5,6 +5,12 @@
   after each window, so ASHA can compare trials at equal iterations (``time_attr: step``).
 - :func:`ddp_trial` (``resources.mode: ddp``): the Tune function acts as the Ray Train driver and
   runs a ``TorchTrainer`` of ``resources.workers`` workers (platform.md §3.1 Train-in-Tune pattern).
+
+A single trial that fails for a deterministic cause (a :class:`~daso_ray.errors.UserError`, such
+as a non-finite loss) does not raise: a retry would fail the same way, and a raised error fails
+the study and every ``--resume``. It reports one last result carrying ``failed`` (the one-line
+reason) and returns; :class:`~daso_ray.ray_jobs.searcher.StudySearch` files it FAIL and the
+leaderboard lists it. Only other errors (a killed worker, a lost node) reach Tune's retries.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from ray import tune
 
 from daso_ray.config import Config, to_dict
 from daso_ray.engine.loop import Trainer
+from daso_ray.errors import UserError
 from daso_ray.study.compose import compose
-from daso_ray.study.objective import aggregate
+from daso_ray.study.objective import aggregate, objective_names
 from daso_ray.study.spec import Scenario, SearchSpec
 
 
@@ -36,13 +43,32 @@ def single_trial(config: dict, spec: SearchSpec, base: Config, scenarios: list[S
                  runs_root: str | None = None) -> None:
     """Tune function trainable; ``config`` holds the sampled parameters by config path."""
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
-    runs = _runs_dir(runs_root)
+    where = {"run": None, "step": 0}  # which run was training, and the last reported step
+    try:
+        _train(config, spec, base, scenarios, _runs_dir(runs_root), where)
+    except UserError as err:
+        lines = [ln for ln in str(err).splitlines() if ln.strip()] or [type(err).__name__]
+        run = f"{_run_name(where['run'])}: " if where["run"] else ""
+        tune.report(failed_result(spec, where["step"], run + lines[0]))
+
+
+def failed_result(spec: SearchSpec, step: int, reason: str) -> dict:
+    """The last result of a trial that failed for a deterministic cause. Every objective is
+    present (Tune refuses a result without the searcher's metric) and NaN (nothing ranks it);
+    ``step`` is the last reported one, so ASHA records no rung value for it."""
+    metrics, _ = objective_names(spec.objective)
+    return {"step": step, "timesteps_total": step, "failed": reason,
+            **{m: float("nan") for m in metrics}}
+
+
+def _train(config: dict, spec: SearchSpec, base: Config, scenarios: list[Scenario], runs: Path,
+           where: dict) -> None:
     latest: dict[tuple[str, int], dict] = {}
     saved: dict[tuple[str, int], str] = {}
     trainers = {}
     for scn in scenarios:
         for seed in range(spec.budget.seeds):
-            key = (scn.name, seed)
+            key = where["run"] = (scn.name, seed)
             cfg = compose(spec, base, config, scn, seed)
 
             def report(m, ckpt, key=key):
@@ -51,21 +77,25 @@ def single_trial(config: dict, spec: SearchSpec, base: Config, scenarios: list[S
                     saved[key] = ckpt
 
             trainers[key] = Trainer(cfg, runs / _run_name(key), report)
+    where["run"] = None
     _restore(trainers)
     first = next(iter(trainers.values()))
     period, iters = first.cfg.run.eval_period, first.cfg.run.iterations
-    step = min(tr.step for tr in trainers.values())
+    step = where["step"] = min(tr.step for tr in trainers.values())
     while step < iters:
         step = min((step // period + 1) * period, iters)
         saved.clear()
-        for tr in trainers.values():
+        for key, tr in trainers.items():
+            where["run"] = key
             tr.advance(step)
+        where["run"] = None
         ckpt = _tune_checkpoint(runs, saved) if len(saved) == len(trainers) else None
         try:
             tune.report(aggregate(spec.objective, latest, step), checkpoint=ckpt)
         finally:
             if ckpt is not None:
                 shutil.rmtree(ckpt.path, ignore_errors=True)
+        where["step"] = step
 
 
 def _run_name(key: tuple[str, int]) -> str:
