@@ -86,6 +86,8 @@ def make_run(tmp_path: Path, k: int = 4, names: list[str] | None = None, n_done:
             if step == iterations:  # the loop logs the matrix at the last evaluation only
                 m["consistent/eval/confusion"] = [[10 if r == c else r for c in range(k)]
                                                   for r in range(k)]
+            if step == last_step:  # Tune marks the last result done (ASHA's stop included)
+                m["done"] = True
             lines.append(json.dumps(m))
         trial = run / "consistent" / f"trial_{i}"
         trial.mkdir()

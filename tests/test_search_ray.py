@@ -283,7 +283,8 @@ def test_verify_smoke_on_held_out_seeds_then_export_copies_the_verdict(smoke_run
     assert report["metric"] == "eval/top1_median20" and report["seeds"] == [100, 101]
     e = report["studies"]["consistent"]
     assert e["verdict"] in ("adopt", "keep_baseline", "inconclusive")
-    assert e["seeds"] == [100, 101] and e["iterations"] == 20  # --smoke: 2 x run.eval_period
+    # --smoke: two evaluation windows (10) past DASO's pre-training P = 20
+    assert e["seeds"] == [100, 101] and e["iterations"] == 40
     best = leaderboard(run_dir)["consistent"]["finished"][0]
     assert e["winner"]["trial_id"] == best["trial_id"] and not best["baseline"]
     base, win = e["baseline"]["values"], e["winner"]["values"]
@@ -294,7 +295,7 @@ def test_verify_smoke_on_held_out_seeds_then_export_copies_the_verdict(smoke_run
     for role, value in (("baseline", base[0]), ("winner", win[0])):
         done = json.loads((run_dir / "verify" / "consistent" / role / "consistent__seed100" /
                            "results.json").read_text())
-        assert done["eval/top1_median20"] == value and done["iterations"] == 20
+        assert done["eval/top1_median20"] == value and done["iterations"] == 40
         assert done["config"]["run"]["seed"] == 100 == done["config"]["data"]["seed_split"]
         assert done["config"]["optim"]["lr"] == e[role]["params"]["optim.lr"]
     assert e["verdict"] in res.stdout and res.stdout.rstrip().endswith("more seeds may decide)")
