@@ -71,7 +71,7 @@ test-cluster: setup
 lint: setup
 	$(BIN)/ruff check daso_ray tests benchmarks
 
-# P1-P7 side by side -> benchmarks/results/latest.json. `make bench BENCH_ARGS=--quick` (< 5 min, CPU);
+# The benchmark table (P1-P8, U1, A3, P6q) -> benchmarks/results/latest.json. `make bench BENCH_ARGS=--quick` (~10 min, CPU);
 # on a GPU machine: `make bench BENCH_ARGS="--device cuda"`.
 BENCH_ARGS ?=
 bench: setup
