@@ -15,6 +15,11 @@ class UserError(Exception):
     """Bad input from the user (config, search file, source data). The message is one line."""
 
 
+def error_lines(err: BaseException) -> list[str]:
+    """An error's non-empty message lines, or its type's name when it has none."""
+    return [ln for ln in str(err).splitlines() if ln.strip()] or [type(err).__name__]
+
+
 def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
     """Decorate a CLI ``main``: a UserError becomes one ``error:`` line on stderr and exit code 2."""
 

@@ -25,7 +25,7 @@ from ray import tune
 
 from daso_ray.config import Config, to_dict
 from daso_ray.engine.loop import Trainer
-from daso_ray.errors import UserError
+from daso_ray.errors import UserError, error_lines
 from daso_ray.study.compose import compose
 from daso_ray.study.objective import aggregate, objective_names
 from daso_ray.study.spec import Scenario, SearchSpec
@@ -47,7 +47,7 @@ def single_trial(config: dict, spec: SearchSpec, base: Config, scenarios: list[S
     try:
         _train(config, spec, base, scenarios, _runs_dir(runs_root), where)
     except UserError as err:
-        lines = [ln for ln in str(err).splitlines() if ln.strip()] or [type(err).__name__]
+        lines = error_lines(err)
         run = f"{_run_name(where['run'])}: " if where["run"] else ""
         tune.report(failed_result(spec, where["step"], run + lines[0]))
 

@@ -35,7 +35,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from daso_ray import storage
 from daso_ray.config import Config
-from daso_ray.errors import UserError
+from daso_ray.errors import UserError, error_lines
 from daso_ray.ray_jobs.searcher import BaselineASHA, StudySearch
 from daso_ray.ray_jobs.trial import ddp_trial, single_trial
 from daso_ray.study.compose import baseline_params, trial_iterations
@@ -86,18 +86,18 @@ def _named(fn: functools.partial, study: str):
 
 def _tuner(spec: SearchSpec, base: Config, study: str, scenarios: list, run_dir: str) -> tune.Tuner:
     metrics, modes = objective_names(spec.objective)
-    iters = trial_iterations(spec, base)
+    iters, baseline = trial_iterations(spec, base), baseline_params(spec, base)
     searcher = StudySearch(
         space=SuggestSpace(spec), metric=metrics if len(metrics) > 1 else metrics[0],
         mode=modes if len(modes) > 1 else modes[0], sampler=make_sampler(spec, study),
         storage=optuna_storage(spec, run_dir), study_name=study_name(spec, study),
-        points_to_evaluate=[baseline_params(spec, base)], max_t=iters)
+        points_to_evaluate=[baseline], max_t=iters)
     scheduler = None
     if spec.budget.asha and spec.budget.asha.enabled:
         a = spec.budget.asha
         scheduler = BaselineASHA(time_attr="step", metric="objective", mode=spec.objective.mode,
                                  max_t=iters, grace_period=a.grace, reduction_factor=a.reduction,
-                                 baseline=baseline_params(spec, base))
+                                 baseline=baseline)
     return tune.Tuner(
         _trainable(spec, base, study, scenarios, run_dir),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
@@ -183,6 +183,6 @@ def run_study(spec: SearchSpec, base: Config, study: str, scenarios: list, run_d
     errors = [r for r in grid if r.error is not None]
     if not errors:
         return []
-    last = [ln for ln in str(errors[0].error).splitlines() if ln.strip()][-1]
+    last = error_lines(errors[0].error)[-1]
     return [f"study {study}: {len(errors)} trial(s) failed after {spec.budget.max_failures} "
             f"retries, e.g. {errors[0].path}: {last} — fix the cause, then continue with --resume"]

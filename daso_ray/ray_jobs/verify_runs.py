@@ -17,7 +17,7 @@ import ray
 
 from daso_ray.config import from_dict, to_dict
 from daso_ray.data.ffcv_io import atomic_write_text
-from daso_ray.errors import UserError
+from daso_ray.errors import UserError, error_lines
 from daso_ray.ray_jobs.cluster import check_fit, connect
 from daso_ray.study.spec import Resources
 from daso_ray.study.verify import METRIC, Job, state
@@ -71,7 +71,7 @@ def train_jobs(jobs: list[Job], run_dir: Path, resources: Resources, address: st
         try:
             res = ray.get(ref)
         except ray.exceptions.RayError as err:
-            last = [ln for ln in str(err).splitlines() if ln.strip()] or [type(err).__name__]
+            last = error_lines(err)
             why = last[-1].strip().removeprefix("daso_ray.errors.UserError: ")
             failed.append(f"verify run {job.name} failed ({why}) — see "
                           f"{job.dir(run_dir)}; fix the cause and rerun verify (finished runs are kept)")

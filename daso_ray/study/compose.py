@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from daso_ray.config import Config, to_dict, validate
-from daso_ray.study.spec import Param, Scenario, SearchSpec, set_path
+from daso_ray.study.spec import Param, Scenario, SearchSpec, get_path, set_path
 
 # The seeds the search trains are 0..budget.seeds-1; verification starts here, so its seeds are
 # never ones the search selected on (budget.seeds <= 99).
@@ -52,10 +52,7 @@ def baseline_params(spec: SearchSpec, base: Config) -> dict[str, Any]:
     for key, p in spec.params.items():
         if not all(holds(out.get(dep), want) for dep, want in p.when.items()):
             continue
-        node: Any = raw
-        for part in key.split("."):
-            node = node[part]
-        out[key] = node
+        out[key] = get_path(raw, key)
     return out
 
 

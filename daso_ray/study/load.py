@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
 from daso_ray.config import Config, describe_errors, read_yaml, to_dict, validate
 from daso_ray.errors import UserError
 from daso_ray.study.compose import baseline_params, compose, end_value, trial_iterations
-from daso_ray.study.spec import SearchSpec, base_with_set, spec_problems
+from daso_ray.study.spec import SearchSpec, base_with_set, get_path, spec_problems
 
 # Iteration-valued keys scaled together by --smoke, so P < T and periods still divide T.
 SCALED_KEYS = ("run.eval_period", "run.checkpoint_period", "algorithm.daso.pretrain_iters",
@@ -112,7 +111,7 @@ def smoke(spec: SearchSpec, base: Config) -> tuple[SearchSpec, Config]:
     base_raw = to_dict(base)
     new_set = dict(raw["set"])
     for key in SCALED_KEYS:
-        value = new_set.get(key, _get_path(base_raw, key))
+        value = new_set.get(key, get_path(base_raw, key))
         if isinstance(value, int) and not isinstance(value, bool):
             new_set[key] = shrink(value)
     new_set["run.median_last"] = 2
@@ -138,15 +137,6 @@ def smoke(spec: SearchSpec, base: Config) -> tuple[SearchSpec, Config]:
     if problems:
         raise UserError("--smoke: " + problems[0])
     return out, new_base
-
-
-def _get_path(raw: dict, key: str) -> Any:
-    node: Any = raw
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def resolution_problems(spec: SearchSpec, base: Config) -> list[str]:

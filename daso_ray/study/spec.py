@@ -130,6 +130,16 @@ def set_path(raw: dict, key: str, value: Any) -> None:
     node[last] = value
 
 
+def get_path(raw: dict, key: str) -> Any:
+    """The value at a dotted config path (``algorithm.daso.t_proto``); None where it is absent."""
+    node: Any = raw
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
 def spec_problems(spec: SearchSpec, base: dict, base_name: str = "base") -> list[str]:
     """Cross-field checks of the file against the base config (a dict, ``set`` not yet applied);
     every problem is one line naming its key."""

@@ -24,7 +24,7 @@ from daso_ray.errors import UserError
 from daso_ray.study.compose import HELD_OUT_SEED0, baseline_params, compose, final_iterations
 from daso_ray.study.leaderboard import leaderboard, read_meta
 from daso_ray.study.space import studies
-from daso_ray.study.spec import SearchSpec
+from daso_ray.study.spec import SearchSpec, get_path
 
 METRIC = "eval/top1_median20"  # the test metric: the search never selected on it
 LEVEL = 0.95
@@ -169,8 +169,8 @@ def state(job: Job, run_dir: Path) -> str:
         if old != new:
             key = next((f"{s}.{k}" for s in new for k in new[s]
                         if old.get(s, {}).get(k) != new[s][k]), "config")
-            raise UserError(f"{out}: holds a run of another config ({key}: {_get(old, key)} != "
-                            f"{_get(new, key)}) — remove {Path(run_dir) / 'verify'} to verify "
+            raise UserError(f"{out}: holds a run of another config ({key}: {_shown(old, key)} != "
+                            f"{_shown(new, key)}) — remove {Path(run_dir) / 'verify'} to verify "
                             "afresh, or rerun with the settings it was started with")
     if (out / "results.json").is_file():
         return "done"
@@ -186,9 +186,8 @@ def _comparable(raw: dict) -> dict:
     return raw
 
 
-def _get(raw: dict, key: str) -> Any:
-    s, _, k = key.partition(".")
-    return raw.get(s, {}).get(k) if k else "..."
+def _shown(raw: dict, key: str) -> Any:
+    return get_path(raw, key) if key != "config" else "..."
 
 
 def finished(jobs: list[Job], run_dir: Path) -> dict[str, dict]:
