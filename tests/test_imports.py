@@ -1,4 +1,4 @@
-"""Import boundaries (DESIGN.md): Ray lives only in ``daso_ray/ray_jobs/``. The search domain
+"""Import boundaries: Ray lives only in ``daso_ray/ray_jobs/``. The search domain
 (``daso_ray/study/``) and the entry points that read a finished run (export, report, pipeline)
 import neither ``ray`` nor ``daso_ray.ray_jobs`` — checked on each module's syntax tree, so a
 lazy import inside a function counts too."""

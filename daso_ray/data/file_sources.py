@@ -53,7 +53,7 @@ def load_semi_aves_source(src: Path) -> Source:
     n_in = len(up)
     if (src / "u_train_out.txt").is_file():
         up += _read_list(src, "u_train_out.txt", None)[0]
-    # Unlabeled true labels are unknown to training (specs/daso.md §11 item 4): stored as -1.
+    # Unlabeled true labels are unknown to training (no label of U may reach the loss): stored as -1.
     splits = {"train": SourceSplit(ll, paths=lp), "test": SourceSplit(tl, paths=tp),
               "unlabeled": SourceSplit(np.full(len(up), -1, dtype=np.int64), paths=up)}
     lists = [p for p in src.glob("*.txt")]

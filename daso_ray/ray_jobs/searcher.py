@@ -1,5 +1,5 @@
-"""OptunaSearch that keeps low-fidelity values low-fidelity (DESIGN.md principle 2), and an
-ASHA that never stops the baseline (principle 1).
+"""OptunaSearch that keeps low-fidelity values low-fidelity, and an ASHA that never stops the
+baseline (README, "Search": baseline first, honest multi-fidelity).
 
 Ray's ``OptunaSearch`` stores a trial that ASHA stopped at its first rung as COMPLETE with that
 rung's value, so TPE (and optuna-dashboard) take a 300-iteration value for a final one; it files
