@@ -19,7 +19,7 @@ SCENARIOS = {"consistent": ["data.scenario=consistent", "data.imb_ratio_u=10"],
              "uniform": ["data.scenario=uniform", "data.imb_ratio_u=1"],
              "reversed": ["data.scenario=reversed", "data.imb_ratio_u=10"]}
 ALGOS = ("fixmatch", "daso", "debiaspl", "semi")
-KEY = "eval/top1_median20"
+KEY = "eval/top1_median"
 
 
 def run_cell(algo: str, scenario: str, seeds: int, out: Path, extra: list[str]) -> dict:

@@ -12,7 +12,7 @@ random train G trials of T iterations (G = the grid's size); ASHA + TPE trains r
 G - 1 grid points beside it and may repeat the baseline's: distinct configs are counted). Then
 ``python -m daso_ray.verify`` trains each search's recommendation (its best finished trial) and the
 baseline at the same budget on the same held-out seeds (100, 101, ..; never the search's seeds 0..),
-so each strategy gets: recommended params, held-out test top-1 (``eval/top1_median20``, 300 test
+so each strategy gets: recommended params, held-out test top-1 (``eval/top1_median``, 300 test
 images: one image = 0.33 points) mean ± s.e. over seeds, the paired gain over the baseline with its
 95% t interval, the trial-iterations spent, and the compute (trial-iterations summed over trials in
 timestamp order) at which a finished trial first reached, on the validation objective, the best

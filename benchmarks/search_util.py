@@ -57,7 +57,7 @@ def digits_spec(name: str, storage: Path, iters: int, params: dict, scenarios=("
                     "run.eval_period": period, "run.checkpoint_period": 2 * period,
                     "data.num_valid": 200, "data.root": str(DATA)},
             "params": params, "scenarios": [SCENARIOS[s] for s in scenarios],
-            "objective": {"type": "per_scenario", "metric": "valid/top1_median20"},
+            "objective": {"type": "per_scenario", "metric": "valid/top1_median"},
             "budget": {"num_samples": 1, "max_concurrent": 2, "iterations": iters},
             "storage": str(storage), "sampler_seed": 0}
     for k, v in over.items():

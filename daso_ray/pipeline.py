@@ -15,8 +15,9 @@ from pathlib import Path
 
 from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError, cli_entry
+from daso_ray.metrics import TEST_MEDIAN
 
-SUMMARY = "eval/top1_median20"
+SUMMARY = TEST_MEDIAN
 
 
 def parse(argv, description: str, default_work: str) -> argparse.Namespace:

@@ -31,6 +31,7 @@ from pathlib import Path
 from daso_ray import storage, svg
 from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError, cli_entry
+from daso_ray.metrics import TEST_MEDIAN
 from daso_ray.report_sections import (
     class_names,
     confusion_section,
@@ -50,7 +51,7 @@ from daso_ray.study.leaderboard import leaderboard, params_text, read_meta, valu
 
 __all__ = ["importance", "main", "render", "verdict_of"]  # importance: re-exported for callers
 
-TEST = "eval/top1_median20"
+TEST = TEST_MEDIAN
 GROUPS = ("eval/head_acc", "eval/medium_acc", "eval/tail_acc")
 RULE = ("adopt when the 95% interval's lower bound is above 0, keep_baseline when its upper "
         "bound is below 0, inconclusive otherwise")

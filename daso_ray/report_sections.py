@@ -12,8 +12,8 @@ from html import escape
 from pathlib import Path
 
 from daso_ray import svg
+from daso_ray.metrics import CONFUSION_KEY
 from daso_ray.study.leaderboard import fmt
-from daso_ray.study.objective import CONFUSION_KEY
 
 MAX_HEATMAP_CLASSES = 50  # beyond this a cell is a few pixels: unreadable, and a huge SVG
 

@@ -24,9 +24,7 @@ import yaml
 from daso_ray.config import Config, from_dict, load_config, to_dict
 from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError, cli_entry
-
-SUMMARY_KEYS = ("eval/top1_median20", "valid/top1_median20", "eval/top1", "eval/balanced_acc",
-                "eval/gmean_recall", "eval/head_acc", "eval/medium_acc", "eval/tail_acc")
+from daso_ray.metrics import SUMMARY_KEYS
 
 
 def run_one(cfg: Config, out: Path, resume: Path | None = None, report=None) -> dict:

@@ -4,7 +4,7 @@ Checks each study's winner against the baseline on held-out seeds before you ado
 picked its winner on the seeds and the validation images it measured, so its gain is optimistic.
 This trains the winner and the baseline (the base config's own values) again on K new seeds
 (100..100+K-1, never the search's), at the exported budget, in parallel on Ray, and compares the
-test ``eval/top1_median20`` seed by seed (paired Student t interval). Writes ``RUN_DIR/verify.json``
+test ``eval/top1_median`` seed by seed (paired Student t interval). Writes ``RUN_DIR/verify.json``
 and prints one row per study: adopt, keep_baseline or inconclusive. ``export`` then copies the
 verdict into each file's header (and exports the baseline's values when the verdict is
 keep_baseline). Finished runs are kept: rerunning trains only what is missing (nothing, once done).

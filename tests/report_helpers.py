@@ -64,7 +64,7 @@ def make_run(tmp_path: Path, k: int = 4, names: list[str] | None = None, n_done:
                 "algorithm.daso.dist_aware": True}
     meta = {"name": "fab", "source": "fab.yaml", "sha256": "0" * 64, "started": "2026-01-01T00:00:00",
             "studies": ["consistent"], "iterations": iterations, "baseline": baseline, "seeds": 2,
-            "objective": {"type": "per_scenario", "metric": "valid/top1_median20", "mode": "max"},
+            "objective": {"type": "per_scenario", "metric": "valid/top1_median", "mode": "max"},
             "spec": {"params": PARAMS, "scenarios": [{"name": "consistent"}],
                      "budget": {"asha": {"grace": 50}}},
             "base": {"data": {"root": str(data)}}}
@@ -80,7 +80,7 @@ def make_run(tmp_path: Path, k: int = 4, names: list[str] | None = None, n_done:
         for step in range(25, last_step + 1, 25):
             obj = 50 + 5 * i + step / 10
             m = {"trial_id": f"trial{i}", "step": step, "objective": obj, "objective_stderr": 0.4,
-                 "consistent/eval/top1_median20": obj - 1,
+                 "consistent/eval/top1_median": obj - 1,
                  "consistent/eval/per_class_recall": [90.0 - 10 * c for c in range(k)],
                  "consistent/data/labeled_counts": [40 // (c + 1) for c in range(k)]}
             if step == iterations:  # the loop logs the matrix at the last evaluation only
@@ -101,7 +101,7 @@ def make_run(tmp_path: Path, k: int = 4, names: list[str] | None = None, n_done:
 def verify_doc(ci: list[float], verdict: str) -> dict:
     """A verify.json of one study in the format of ``python -m daso_ray.verify``."""
     return {"studies": {"consistent": {
-        "metric": "eval/top1_median20", "seeds": [100, 101, 102], "iterations": 100,
+        "metric": "eval/top1_median", "seeds": [100, 101, 102], "iterations": 100,
         "winner": {"trial_id": "trial3", "params": {"algorithm.daso.t_proto": 0.5},
                    "values": [71.25, 72.5, 70.0]},
         "baseline": {"params": {"algorithm.daso.t_proto": 0.05}, "values": [70.0, 70.5, 69.0]},

@@ -37,7 +37,7 @@ def search_dict(storage: Path, **over) -> dict:
         "scenarios": [{"name": "consistent", "unlabeled": "consistent", "n1": 20, "m1": 60,
                        "gamma_l": 5, "gamma_u": 5}],
         # 50 validation images: 2-point steps; tiny test searches accept that coarseness
-        "objective": {"type": "per_scenario", "metric": "valid/top1_median20", "min_resolution": 2},
+        "objective": {"type": "per_scenario", "metric": "valid/top1_median", "min_resolution": 2},
         "budget": {"num_samples": 4, "max_concurrent": 2, "iterations": 60},
         "resources": {"mode": "single", "cpu": 1},
         "storage": str(storage),

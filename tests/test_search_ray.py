@@ -93,7 +93,7 @@ def test_smoke_search_asha_export_and_train(smoke_run):
     assert [f.name for f in files] == names  # --top-k 2: at most the finished trials
     text = files[0].read_text()
     best = board["finished"][0]
-    assert best["trial_id"] in text and "sha256" in text and "valid/top1_median20" in text
+    assert best["trial_id"] in text and "sha256" in text and "valid/top1_median" in text
     train = run([sys.executable, "-m", "daso_ray.train", str(files[0]), "--set", "run.iterations=20",
                  "--out", str(tmp_path / "final")])
     assert train.returncode == 0, train.stderr[-2000:]
@@ -147,7 +147,7 @@ def test_ddp_trial_with_two_cpu_workers_reports_rank0_metrics(cluster, digits_ro
              (next((run_dir / "consistent").glob("*/runs/consistent__seed0")) / "metrics.jsonl")
              .read_text().splitlines()]
     assert rank0[-1]["step"] == 30
-    assert trial["last"]["objective"] == rank0[-1]["valid/top1_median20"]
+    assert trial["last"]["objective"] == rank0[-1]["valid/top1_median"]
     assert trial["last"]["consistent/eval/top1"] == rank0[-1]["eval/top1"]
     # One aggregation function for both modes: a ddp trial reports the names a single one does.
     single = leaderboard(smoke_run[1])["consistent"]["finished"][0]["last"]
@@ -175,7 +175,7 @@ def test_studies_of_one_search_run_at_the_same_time(cluster, digits_root, tmp_pa
     # under a shared name one study's trials ran another's scenario) and wrote in its folder.
     for study, b in board.items():
         for t in b["finished"] + b["stopped"]:
-            assert f"{study}/valid/top1_median20" in t["last"], (study, sorted(t["last"]))
+            assert f"{study}/valid/top1_median" in t["last"], (study, sorted(t["last"]))
             runs = {p.name for p in (tmp_path / "runs" / "t" / study).glob("trial_*/runs/*")}
             assert runs == {f"{study}__seed0"}, (study, runs)
 
@@ -195,7 +195,7 @@ def test_report_renders_in_headless_chromium(smoke_run, tmp_path):
     for t in board["finished"] + board["stopped"]:
         assert t["trial_id"] in dom
     assert f"{best['last']['objective']:.2f}" in dom
-    assert f"{best['last']['consistent/eval/top1_median20']:.2f}" in dom
+    assert f"{best['last']['consistent/eval/top1_median']:.2f}" in dom
     counts = best["last"]["consistent/data/labeled_counts"]
     assert counts == sorted(counts, reverse=True)  # LT split: class index order is head -> tail
     recall = best["last"]["consistent/eval/per_class_recall"]
@@ -280,7 +280,7 @@ def test_verify_smoke_on_held_out_seeds_then_export_copies_the_verdict(smoke_run
     assert res.returncode == 0, res.stderr[-3000:]
     assert "[verify] training 4 of 4 runs" in res.stdout
     report = json.loads((run_dir / "verify.json").read_text())
-    assert report["metric"] == "eval/top1_median20" and report["seeds"] == [100, 101]
+    assert report["metric"] == "eval/top1_median" and report["seeds"] == [100, 101]
     e = report["studies"]["consistent"]
     assert e["verdict"] in ("adopt", "keep_baseline", "inconclusive")
     # --smoke: two evaluation windows (10) past DASO's pre-training P = 20
@@ -295,7 +295,7 @@ def test_verify_smoke_on_held_out_seeds_then_export_copies_the_verdict(smoke_run
     for role, value in (("baseline", base[0]), ("winner", win[0])):
         done = json.loads((run_dir / "verify" / "consistent" / role / "consistent__seed100" /
                            "results.json").read_text())
-        assert done["eval/top1_median20"] == value and done["iterations"] == 40
+        assert done["eval/top1_median"] == value and done["iterations"] == 40
         assert done["config"]["run"]["seed"] == 100 == done["config"]["data"]["seed_split"]
         assert done["config"]["optim"]["lr"] == e[role]["params"]["optim.lr"]
     assert e["verdict"] in res.stdout and res.stdout.rstrip().endswith("more seeds may decide)")

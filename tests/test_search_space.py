@@ -36,6 +36,10 @@ BROKEN = [
     ("asha grace beyond budget", {"budget": {"num_samples": 2, "iterations": 60,
                                              "asha": {"grace": 60}}}, "budget.asha.grace"),
     ("valid metric without hold-out", {"set": {"data.num_valid": 0}}, "objective.metric"),
+    ("paper's median name with another window",
+     {"objective": {"metric": "valid/top1_median20", "min_resolution": 2}},
+     "objective.metric: 'valid/top1_median20' is the paper's median of the last 20 evaluations, "
+     "but run.median_last is 2 — use 'valid/top1_median'"),
     ("fewer than 2 validation images per class", {"set": {"data.num_valid": 10}},
      "data.num_valid: 10 images for 10 classes (< 2 per class)"),
     ("validation step coarser than min_resolution",
@@ -146,15 +150,15 @@ def test_grid_is_factorial():
 def test_robust_objective_is_mean_or_worst_over_scenarios(tmp_path, digits_root):
     write_base(tmp_path, digits_root)
     spec, _ = load_search(write_search(tmp_path, search_dict(tmp_path / "r")))
-    runs = {("a", 0): {"valid/top1_median20": 80.0}, ("a", 1): {"valid/top1_median20": 70.0},
-            ("b", 0): {"valid/top1_median20": 50.0}, ("b", 1): {"valid/top1_median20": 56.0}}
+    runs = {("a", 0): {"valid/top1_median": 80.0}, ("a", 1): {"valid/top1_median": 70.0},
+            ("b", 0): {"valid/top1_median": 50.0}, ("b", 1): {"valid/top1_median": 56.0}}
     mean = aggregate(spec.objective, runs, step=10)
-    assert mean["a/valid/top1_median20"] == 75.0 and mean["objective"] == 64.0 and mean["step"] == 10
+    assert mean["a/valid/top1_median"] == 75.0 and mean["objective"] == 64.0 and mean["step"] == 10
     # s.e. over seeds: a: 5.0, b: 3.0 -> mean of two scenarios: sqrt(25 + 9) / 2
     assert mean["objective_stderr"] == pytest.approx(34 ** 0.5 / 2)
     worst = aggregate(spec.objective.model_copy(update={"aggregate": "worst"}), runs, step=10)
     assert (worst["objective"], worst["objective_stderr"]) == (53.0, pytest.approx(3.0))
-    one_seed = aggregate(spec.objective, {("a", 0): {"valid/top1_median20": 80.0}}, step=10)
+    one_seed = aggregate(spec.objective, {("a", 0): {"valid/top1_median": 80.0}}, step=10)
     assert one_seed["objective"] == 80.0 and one_seed["objective_stderr"] != one_seed["objective_stderr"]
 
 
@@ -229,7 +233,7 @@ def test_aggregate_gives_tensorboard_one_scalar_per_class_by_iteration(tmp_path,
     recall goes as one scalar per class, the lists (for result.json and the report) as tuples."""
     write_base(tmp_path, digits_root)
     spec, _ = load_search(write_search(tmp_path, search_dict(tmp_path / "r")))
-    runs = {("a", s): {"valid/top1_median20": 50.0, "eval/per_class_recall": [100.0, 50.0 + s],
+    runs = {("a", s): {"valid/top1_median": 50.0, "eval/per_class_recall": [100.0, 50.0 + s],
                        "eval/confusion": [[3, 0], [1, 2]]} for s in (0, 1)}
     out = aggregate(spec.objective, runs, step=40)
     assert out["timesteps_total"] == 40

@@ -88,7 +88,7 @@ def finish_jobs(run_dir: Path, plan: v.Plan, gain: list[float], base=(80.0, 81.0
     for job in plan.jobs:
         i = plan.seeds.index(job.seed)
         value = base[i] + (gain[i] if job.role == "winner" else 0.0)
-        res = {"eval/top1_median20": value, "iterations": job.cfg.run.iterations, "final": {}}
+        res = {"eval/top1_median": value, "iterations": job.cfg.run.iterations, "final": {}}
         d = job.dir(run_dir)
         d.mkdir(parents=True)
         (d / "results.json").write_text(json.dumps(res))
@@ -141,7 +141,7 @@ def test_robust_study_pairs_the_mean_over_scenarios(tmp_path):
     scenarios = [{"name": "consistent", "unlabeled": "consistent", "n1": 20, "m1": 60,
                   "gamma_l": 5, "gamma_u": 5},
                  {"name": "uniform", "unlabeled": "uniform", "n1": 20, "m1": 60, "gamma_l": 5}]
-    objective = {"type": "robust", "metric": "valid/top1_median20", "min_resolution": 2}
+    objective = {"type": "robust", "metric": "valid/top1_median", "min_resolution": 2}
     run_dir = fake_run(tmp_path, {"a": (BASE, 80.0), "b": (WIN, 84.0)}, study="robust",
                        scenarios=scenarios, objective=objective)
     plan = v.plan(run_dir, 2)
@@ -150,7 +150,7 @@ def test_robust_study_pairs_the_mean_over_scenarios(tmp_path):
     for j in plan.jobs:  # uniform scores 10 points lower; the winner gains 1 on uniform only
         value = 80.0 + j.seed - 100 - (10 if j.scenario == "uniform" else 0)
         value += 1.0 if (j.role, j.scenario) == ("winner", "uniform") else 0.0
-        results[j.name] = {"eval/top1_median20": value}
+        results[j.name] = {"eval/top1_median": value}
     e = v.summarize(plan, results, run_dir)["studies"]["robust"]
     assert e["baseline"]["values"] == [75.0, 76.0]  # per seed: mean of 80 and 70
     assert e["winner"]["values"] == [75.5, 76.5]
@@ -179,7 +179,7 @@ def test_export_keep_baseline_writes_the_baseline_values(tmp_path):
     assert cfg["optim"]["lr"] == BASE["optim.lr"]
     assert cfg["algorithm"]["daso"]["t_proto"] == BASE["algorithm.daso.t_proto"]
     lo, hi = entry["ci"]
-    assert (f"# verify: keep_baseline — eval/top1_median20 winner {entry['mean_winner']:.2f} vs "
+    assert (f"# verify: keep_baseline — eval/top1_median winner {entry['mean_winner']:.2f} vs "
             f"baseline {entry['mean_baseline']:.2f}: gain -1.83 points, "
             f"95% CI [{lo:+.2f}, {hi:+.2f}], 3 held-out seeds") in text
     assert "holds the BASELINE's values" in text and "winner b" in text
@@ -190,7 +190,7 @@ def test_export_adopt_writes_the_winner_and_the_interval(tmp_path):
     assert entry["verdict"] == "adopt"
     assert cfg["optim"]["lr"] == WIN["optim.lr"]
     lo, hi = entry["ci"]
-    assert (f"# verify: adopt — eval/top1_median20 winner {entry['mean_winner']:.2f} vs "
+    assert (f"# verify: adopt — eval/top1_median winner {entry['mean_winner']:.2f} vs "
             f"baseline {entry['mean_baseline']:.2f}: gain +1.10 points, "
             f"95% CI [{lo:+.2f}, {hi:+.2f}], 3 held-out seeds") in text
     assert f"# train: python -m daso_ray.train {tmp_path}" in text  # the file's own path
@@ -287,7 +287,7 @@ def test_a_job_resumes_from_its_newest_checkpoint(tmp_path, digits_root, capsys)
     first = _train(raw, str(out), 1.0)
     assert first["iterations"] == 20 and (out / "checkpoints" / "step_00000010").is_dir()
     assert v.state(job, run_dir) == "done"
-    assert _train(raw, str(out), 1.0)["eval/top1_median20"] == first["eval/top1_median20"]
+    assert _train(raw, str(out), 1.0)["eval/top1_median"] == first["eval/top1_median"]
     (out / "results.json").unlink()  # killed after the step-10 checkpoint
     shutil.rmtree(out / "checkpoints" / "step_00000020")
     assert v.state(job, run_dir) == "resume"
@@ -295,7 +295,7 @@ def test_a_job_resumes_from_its_newest_checkpoint(tmp_path, digits_root, capsys)
     again = _train(raw, str(out), 1.0)
     assert "at iteration 10" in capsys.readouterr().out
     assert again["final"]["eval/top1"] == first["final"]["eval/top1"]
-    assert again["eval/top1_median20"] == first["eval/top1_median20"]
+    assert again["eval/top1_median"] == first["eval/top1_median"]
 
 
 def test_cli_on_a_storage_uri_publishes_verify_json(tmp_path, capsys, monkeypatch):

@@ -7,14 +7,8 @@ labeled frequency (most frequent first).
 
 from __future__ import annotations
 
-import statistics
-
 import numpy as np
 import torch
-
-# The test confusion matrix in a run's last metrics (rows true class, columns predicted; the key
-# study/objective.py sums over seeds).
-CONFUSION_KEY = "eval/confusion"
 
 
 @torch.no_grad()
@@ -109,8 +103,3 @@ def pl_quality(true: np.ndarray, pred: np.ndarray, num_classes: int) -> dict:
         "pl/recall_k": [round(100 * v, 3) for v in rec],
         "pl/gain_k": [round(float(v), 4) for v in gain],
     }
-
-
-def median_last(values: list[float], n: int) -> float:
-    """Median of the last ``n`` values (the paper's Med20 with n = 20)."""
-    return float(statistics.median(values[-n:])) if values else float("nan")

@@ -24,11 +24,11 @@ from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.data.module import TrainData
 from daso_ray.dist import LOCAL, Collective
 from daso_ray.engine import checkpoint
-from daso_ray.engine.evaluate import CONFUSION_KEY, confusion, median_last, metrics_from_confusion, pl_quality
+from daso_ray.engine.evaluate import confusion, metrics_from_confusion, pl_quality
 from daso_ray.engine.step import NonFiniteLoss, Stepper, check_finite, resolve_device
+from daso_ray.metrics import CONFUSION_KEY, HISTORY_KEYS, PAPER_MEDIAN, TEST_MEDIAN, VALID_MEDIAN, medians
 
 ReportFn = Callable[[dict, "str | None"], None]
-SCALAR_HISTORY = ("eval/top1", "valid/top1", "eval/balanced_acc", "eval/top1_la")
 
 
 class Trainer:
@@ -173,12 +173,8 @@ class Trainer:
             idx = torch.cat(w["idx"]).cpu().numpy()
             pred = torch.cat(w["pl"]).cpu().numpy()
             metrics.update(pl_quality(self.hidden_u[idx], pred, self.ctx.num_classes))
-        self.history.append({k: metrics[k] for k in ("step", *SCALAR_HISTORY) if k in metrics})
-        for key in ("eval/top1", "valid/top1"):
-            if key in metrics:
-                vals = [h[key] for h in self.history if key in h]
-                # The metric name is the contract (DESIGN.md); the window is run.median_last.
-                metrics[f"{key}_median20"] = median_last(vals, self.cfg.run.median_last)
+        self.history.append({k: metrics[k] for k in ("step", *HISTORY_KEYS) if k in metrics})
+        metrics.update(medians(self.history, self.cfg.run.median_last))
         ckpt = None
         if self.step % self.cfg.run.checkpoint_period == 0 or self.step == self.cfg.run.iterations:
             state = self.state_dict()  # a collective: every rank takes part
@@ -225,7 +221,7 @@ class Trainer:
                "split": str(self.data.split.path), "labeled_counts": self.data.split.counts,
                "history": self.history, "config": to_dict(self.cfg)}
         res["median_window"] = self.cfg.run.median_last
-        for key in ("eval/top1_median20", "valid/top1_median20", "eval/top1"):
+        for key in (TEST_MEDIAN, VALID_MEDIAN, f"eval/{PAPER_MEDIAN}", "eval/top1"):
             if key in m:
                 res[key] = m[key]
         if self.main:

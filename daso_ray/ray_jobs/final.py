@@ -7,6 +7,7 @@ from pathlib import Path
 
 from daso_ray.config import Config, to_dict
 from daso_ray.errors import UserError
+from daso_ray.metrics import TEST_MEDIAN
 from daso_ray.ray_jobs.cluster import connect
 from daso_ray.ray_jobs.worker import fit_distributed
 
@@ -28,6 +29,6 @@ def train_seeds(cfgs: list[Config], out: Path, workers: int, gpu: bool, address:
         final = res.metrics or {}
         local = run_dir / "results.json"  # rank 0 wrote it, on this node for a local cluster
         results.append(json.loads(local.read_text()) if local.is_file() else {"final": final})
-        print(f"seed {seed}: eval/top1_median20 {final.get('eval/top1_median20', float('nan')):.2f}",
+        print(f"seed {seed}: {TEST_MEDIAN} {final.get(TEST_MEDIAN, float('nan')):.2f}",
               flush=True)
     return results

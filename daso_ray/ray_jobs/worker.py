@@ -17,7 +17,8 @@ from ray.train.torch import TorchTrainer
 from daso_ray.config import from_dict
 from daso_ray.dist import Collective
 from daso_ray.engine.loop import Trainer
-from daso_ray.study.objective import RECALL_KEYS, Objective, aggregate
+from daso_ray.metrics import RECALL_KEYS
+from daso_ray.study.objective import Objective, aggregate
 
 
 def worker_loop(config: dict) -> None:

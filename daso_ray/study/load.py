@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from daso_ray.config import Config, describe_errors, read_yaml, to_dict, validate
 from daso_ray.errors import UserError
+from daso_ray.metrics import window_problem
 from daso_ray.study.compose import baseline_params, compose, end_value, trial_iterations
 from daso_ray.study.spec import SearchSpec, base_with_set, get_path, spec_problems
 
@@ -61,18 +62,26 @@ def config_problems(spec: SearchSpec, base: Config) -> list[str]:
         params = {k: end_value(p, end) for k, p in spec.params.items()}
         for scn in spec.scenarios:
             try:
-                compose(spec, base, params, scn, seed=0)
+                cfg = compose(spec, base, params, scn, seed=0)
             except UserError as err:
                 first = str(err).splitlines()[0].split(": ", 1)[-1]
                 line = f"scenario {scn.name} with {'high' if end else 'low'} params: {first}"
                 if line not in out:
                     out.append(line)
+                continue
+            out += [line for line in _window_problems(spec, cfg) if line not in out]
     out += resolution_problems(spec, base) + baseline_problems(spec, base)
     iters = trial_iterations(spec, base)
     if spec.budget.asha and spec.budget.asha.grace >= iters:
         out.append(f"budget.asha.grace: {spec.budget.asha.grace} >= the trial's iterations "
                    f"{iters} — ASHA could never stop a trial")
     return out
+
+
+def _window_problems(spec: SearchSpec, cfg: Config) -> list[str]:
+    """An objective the composed trial never logs: the paper's median name with another window."""
+    problems = [(w, window_problem(m, cfg.run.median_last)) for w, m, _ in spec.objective.targets()]
+    return [f"{w}: {p}" for w, p in problems if p]
 
 
 def baseline_problems(spec: SearchSpec, base: Config) -> list[str]:
@@ -114,7 +123,6 @@ def smoke(spec: SearchSpec, base: Config) -> tuple[SearchSpec, Config]:
         value = new_set.get(key, get_path(base_raw, key))
         if isinstance(value, int) and not isinstance(value, bool):
             new_set[key] = shrink(value)
-    new_set["run.median_last"] = 2
     period = new_set.get("run.eval_period", max(1, int(iters * f) // 4))
     new_set["run.checkpoint_period"] = 2 * period
     new_set["run.eval_period"] = period
@@ -144,9 +152,7 @@ def resolution_problems(spec: SearchSpec, base: Config) -> list[str]:
     images per class, or one image moving the metric by more than ``objective.min_resolution``
     points. ``base``: validated, so ``num_valid`` is the dataset's own default when unset."""
     out = []
-    metrics = [spec.objective.metric, *[e.metric for e in spec.objective.extra]]
-    for i, metric in enumerate(metrics):
-        where = "objective.metric" if i == 0 else f"objective.extra.{i - 1}.metric"
+    for where, metric, _ in spec.objective.targets():
         if metric.startswith("valid/"):
             out += _resolution(spec, base, where, metric)
     return out

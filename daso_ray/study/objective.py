@@ -15,16 +15,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from daso_ray.config import Strict
-
-# Scalars forwarded to Tune per scenario, hence the possible objectives (the rest of the metrics
-# stays in each run's metrics.jsonl).
-TUNE_KEYS = tuple(f"{split}/{m}" for split in ("eval", "valid") for m in (
-    "top1", "top1_median20", "balanced_acc", "gmean_recall", "head_acc", "medium_acc", "tail_acc"))
-TUNE_KEYS += ("train/loss", "train/mask_ratio", "perf/img_per_s")
-# Lists reported beside the scalars (per-class recall is averaged over seeds; counts are equal).
-RECALL_KEYS = ("eval/per_class_recall", "valid/per_class_recall", "data/labeled_counts")
-# The test confusion matrix (rows: true class, columns: predicted; summed over seeds).
-CONFUSION_KEY = "eval/confusion"
+from daso_ray.metrics import CONFUSION_KEY, RECALL_KEYS, TUNE_KEYS, VALID_MEDIAN
 
 
 class ExtraObjective(Strict):
@@ -34,13 +25,18 @@ class ExtraObjective(Strict):
 
 class Objective(Strict):
     type: Literal["per_scenario", "robust"] = "per_scenario"
-    metric: str = "valid/top1_median20"
+    metric: str = VALID_MEDIAN
     mode: Literal["max", "min"] = "max"
     aggregate: Literal["mean", "worst"] = "mean"  # robust: over scenarios
     extra: list[ExtraObjective] = []  # more objectives -> a multi-objective (Pareto) study
     # Largest step (points) one validation image may move a valid/ metric: 100 / data.num_valid.
     # A coarser objective cannot rank trials (ties everywhere), so the file is refused.
     min_resolution: float = Field(0.5, gt=0)
+
+    def targets(self) -> list[tuple[str, str, str]]:
+        """(the key naming it in a search file, metric, mode) of the objective, then each extra."""
+        return [("objective.metric", self.metric, self.mode)] + [
+            (f"objective.extra.{i}.metric", e.metric, e.mode) for i, e in enumerate(self.extra)]
 
 
 def aggregate(objective: Objective, per_run: dict[tuple[str, int], dict], step: int) -> dict:
@@ -73,8 +69,7 @@ def aggregate(objective: Objective, per_run: dict[tuple[str, int], dict], step: 
         # while result.json still holds them as lists for the leaderboard and the report.
         out.update({f"{scn}/{k}": v for k, v in per_class_scalars(lists).items()})
         out.update({f"{scn}/{k}": tuple(v) for k, v in lists.items()})
-    targets = [(objective.metric, objective.mode)] + [(e.metric, e.mode) for e in objective.extra]
-    for i, (metric, mode) in enumerate(targets):
+    for i, (_, metric, mode) in enumerate(objective.targets()):
         means = [out.get(f"{scn}/{metric}", math.nan) for scn in scenarios]
         errs = [stderr([m[metric] for (s, _), m in per_run.items() if s == scn and metric in m])
                 for scn in scenarios]
@@ -115,9 +110,8 @@ def stderr(values: list[float]) -> float:
 
 def objective_names(objective: Objective) -> tuple[list[str], list[str]]:
     """(metrics, modes) reported to the searcher; the first one drives ASHA and the leaderboard."""
-    metrics = ["objective", *[f"objective_{i + 1}" for i in range(len(objective.extra))]]
-    modes = [objective.mode, *[e.mode for e in objective.extra]]
-    return metrics, modes
+    modes = [mode for _, _, mode in objective.targets()]
+    return ["objective", *[f"objective_{i}" for i in range(1, len(modes))]], modes
 
 
 def is_finite(x: Any) -> bool:

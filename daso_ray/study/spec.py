@@ -20,7 +20,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from daso_ray.config import Config, Strict
-from daso_ray.study.objective import TUNE_KEYS, Objective
+from daso_ray.metrics import TUNE_KEYS
+from daso_ray.study.objective import Objective
 
 
 class Param(Strict):
@@ -171,8 +172,7 @@ def spec_problems(spec: SearchSpec, base: dict, base_name: str = "base") -> list
     if spec.resources.mode == "ddp" and spec.objective.type == "robust":
         out.append("objective.type: robust trains every scenario in one process — use "
                    "resources.mode: single, or objective.type: per_scenario")
-    for i, metric in enumerate([spec.objective.metric, *[e.metric for e in spec.objective.extra]]):
-        where = "objective.metric" if i == 0 else f"objective.extra.{i - 1}.metric"
+    for where, metric, _ in spec.objective.targets():
         if metric not in TUNE_KEYS:
             out.append(f"{where}: unknown metric '{metric}' — one of {', '.join(TUNE_KEYS[:14])}")
     if spec.resources.mode == "ddp" and spec.budget.seeds > 1:

@@ -5,7 +5,7 @@ The search selects its winner on the seeds and the validation hold-out it measur
 leaderboard's gain over the baseline is biased upwards (the winner's curse). Verification trains
 each study's winner and the baseline (the base config's own values) again on seeds the search
 never used (``HELD_OUT_SEED0`` ..), at the exported budget, and compares the *test* metric
-``eval/top1_median20`` seed by seed: a paired design, so the split and initialisation noise that
+``eval/top1_median`` seed by seed: a paired design, so the split and initialisation noise that
 both runs of a seed share cancels out of the difference.
 """
 
@@ -21,12 +21,13 @@ from typing import Any
 from daso_ray.config import Config, to_dict, validate
 from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError
+from daso_ray.metrics import TEST_MEDIAN
 from daso_ray.study.compose import HELD_OUT_SEED0, baseline_params, compose, final_iterations
 from daso_ray.study.leaderboard import leaderboard, read_meta
 from daso_ray.study.space import studies
 from daso_ray.study.spec import SearchSpec, get_path
 
-METRIC = "eval/top1_median20"  # the test metric: the search never selected on it
+METRIC = TEST_MEDIAN  # the test metric: the search never selected on it
 LEVEL = 0.95
 VERDICTS = ("adopt", "keep_baseline", "inconclusive")
 RULE = ("verdict: adopt if the whole 95% interval of the mean paired gain (winner - baseline, "
