@@ -31,7 +31,7 @@ from pathlib import Path
 from daso_ray import storage, svg
 from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError, cli_entry
-from daso_ray.metrics import TEST_MEDIAN
+from daso_ray.metrics import GROUPS, TEST_MEDIAN
 from daso_ray.report_sections import (
     class_names,
     confusion_section,
@@ -52,7 +52,7 @@ from daso_ray.study.leaderboard import leaderboard, params_text, read_meta, valu
 __all__ = ["importance", "main", "render", "verdict_of"]  # importance: re-exported for callers
 
 TEST = TEST_MEDIAN
-GROUPS = ("eval/head_acc", "eval/medium_acc", "eval/tail_acc")
+GROUP_KEYS = tuple(f"eval/{g}_acc" for g in GROUPS)
 RULE = ("adopt when the 95% interval's lower bound is above 0, keep_baseline when its upper "
         "bound is below 0, inconclusive otherwise")
 CSS = ("body{font-family:sans-serif;margin:24px;max-width:1400px}table{border-collapse:collapse;"
@@ -184,16 +184,16 @@ def _row(rank: str, t: dict, scns: list[str]) -> list[str]:
 def comparison_section(board: dict, meta: dict) -> str:
     wins = winners(board, meta)
     names = sorted({k for _, _, t in wins for k in t["params"]})
-    header = ["scenario", "trial", "objective", TEST, "head", "medium", "tail"]
+    header = ["scenario", "trial", "objective", TEST, *GROUPS]
     rows = []
     for scn, _, t in wins:
         m = t["last"]
         rows.append([scn, t["trial_id"], value_text(t), num(m.get(f"{scn}/{TEST}")),
-                     *(num(m.get(f"{scn}/{g}")) for g in GROUPS),
+                     *(num(m.get(f"{scn}/{g}")) for g in GROUP_KEYS),
                      *(num(t["params"].get(n)) for n in names)])
     chart = svg.bar_chart([s for s, _, _ in wins], [
         {"label": g.split("/")[1], "values": [t["last"].get(f"{s}/{g}") for s, _, t in wins]}
-        for g in (TEST, *GROUPS)], "winners: test accuracy by scenario", "accuracy %", (0.0, 100.0))
+        for g in (TEST, *GROUP_KEYS)], "winners: test accuracy by scenario", "accuracy %", (0.0, 100.0))
     return ("<h2>Winners across scenarios</h2>"
             + table(header + [n.split(".")[-1] for n in names], rows) + figs([chart]))
 

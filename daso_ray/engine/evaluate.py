@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from daso_ray.metrics import GROUPS
+
 
 @torch.no_grad()
 def confusion(predict, batches, num_classes: int, log_prior: torch.Tensor | None = None):
@@ -73,7 +75,7 @@ def metrics_from_confusion(conf, labeled_counts, prefix: str = "eval") -> dict:
         out[f"{prefix}/top1"] = pct * float(np.trace(conf) / conf.sum())
         out[f"{prefix}/balanced_acc"] = pct * float(r.mean())
         out[f"{prefix}/gmean_recall"] = pct * gmean
-    for name, group in zip(("head", "medium", "tail"), class_groups(labeled_counts), strict=True):
+    for name, group in zip(GROUPS, class_groups(labeled_counts), strict=True):
         scored = recall[group[present[group]]]
         if scored.size:
             out[f"{prefix}/{name}_acc"] = pct * float(scored.mean())
