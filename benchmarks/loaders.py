@@ -52,7 +52,7 @@ class _PerSample(torch.utils.data.Dataset):
         return len(self.store)
 
     def __getitem__(self, i):
-        from daso_ray.data.augment_reference import strong_reference, weak_reference
+        from tests.augment_reference import strong_reference, weak_reference
 
         img = torch.from_numpy(self.store.pixels(np.array([i]))[0]).permute(2, 0, 1)
         img = weak_reference(img, random.random() < 0.5, random.randint(0, 8), random.randint(0, 8), 4)

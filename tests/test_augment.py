@@ -7,7 +7,7 @@ import torch
 
 from daso_ray.data import augment as A
 from daso_ray.data import rand_ops as R
-from daso_ray.data.augment_reference import cutout_reference, reference, weak_reference
+from tests.augment_reference import cutout_reference, reference, weak_reference
 
 
 def _images(n, size, seed=0):

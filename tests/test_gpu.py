@@ -29,8 +29,8 @@ import torch  # noqa: E402
 from daso_ray.algorithms import Context  # noqa: E402
 from daso_ray.config import from_dict  # noqa: E402
 from daso_ray.data import augment as A  # noqa: E402
-from daso_ray.data.augment_reference import cutout_reference, reference, weak_reference  # noqa: E402
 from daso_ray.engine import loop, step  # noqa: E402
+from tests.augment_reference import cutout_reference, reference, weak_reference  # noqa: E402
 from tests.engine_helpers import same_tensors, tiny_config, train  # noqa: E402
 
 pytestmark = [pytest.mark.gpu,

@@ -10,7 +10,7 @@ from daso_ray.search import main as search_main
 from daso_ray.study.compose import baseline_params, compose
 from daso_ray.study.load import load_search, smoke
 from daso_ray.study.objective import aggregate
-from daso_ray.study.space import SuggestSpace, grid, make_sampler, study_seed
+from daso_ray.study.space import SuggestSpace, make_sampler, study_seed
 from tests.search_helpers import search_dict, write_base, write_search
 
 BROKEN = [
@@ -133,18 +133,6 @@ def test_smoke_shrinks_every_iteration_count_consistently(tmp_path, digits_root)
     assert max(small.params["algorithm.daso.dist_update_period"].values) <= p < small.budget.iterations
     assert small.budget.iterations % small_base.run.eval_period == 0
 
-
-def test_grid_is_factorial():
-    from daso_ray.study.spec import Param, SearchSpec
-
-    spec = SearchSpec.model_validate({
-        "name": "g", "base": "x", "budget": {"num_samples": 1},
-        "scenarios": [{"name": "a", "n1": 5, "gamma_l": 2}],
-        "params": {"a.b": {"type": "float", "low": 0.01, "high": 1, "log": True},
-                   "c.d": {"type": "choice", "values": [1, 2, 3]}}})
-    pts = grid(spec, 3)
-    assert len(pts) == 9 and sorted({round(p["a.b"], 6) for p in pts}) == [0.01, 0.1, 1.0]
-    assert isinstance(spec.params["a.b"], Param)
 
 
 def test_robust_objective_is_mean_or_worst_over_scenarios(tmp_path, digits_root):

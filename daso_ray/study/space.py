@@ -102,25 +102,3 @@ def distribution(p: Param | dict):
     if p.type == "int":
         return od.IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
     return od.FloatDistribution(p.low, p.high, log=p.log, step=p.step)
-
-
-def grid(spec: SearchSpec, points: int) -> list[dict]:
-    """A full factorial grid (``points`` per numeric domain, log-spaced where ``log``), for the
-    search-efficiency benchmark. Conditional parameters are ignored."""
-    axes = []
-    for key, p in spec.params.items():
-        if p.when:
-            continue
-        if p.type == "choice":
-            vals = list(p.values)
-        elif p.log:
-            vals = [p.low * (p.high / p.low) ** (i / (points - 1)) for i in range(points)]
-        else:
-            vals = [p.low + (p.high - p.low) * i / (points - 1) for i in range(points)]
-        if p.type == "int":
-            vals = sorted({int(round(v)) for v in vals})
-        axes.append((key, vals))
-    out = [{}]
-    for key, vals in axes:
-        out = [{**o, key: v} for o in out for v in vals]
-    return out
