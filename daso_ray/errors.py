@@ -15,6 +15,29 @@ class UserError(Exception):
     """Bad input from the user (config, search file, source data). The message is one line."""
 
 
+def deterministic_cause(err: BaseException) -> UserError | None:
+    """The :class:`UserError` behind ``err``, however Ray wrapped it; None for any other failure
+    (a killed worker, a lost node), which a retry may cure.
+
+    A Ray Train worker's error reaches the trial as a ``WorkerGroupError`` whose
+    ``worker_failures`` maps each failed rank to its own (unpickled) exception, and a remote
+    task's as a ``RayTaskError`` whose ``cause`` is the original; Python chains the rest through
+    ``__cause__``/``__context__``. Ranks are searched in order: the reason is the lowest rank's."""
+    todo, seen = [err], set()
+    while todo:
+        e = todo.pop(0)
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, UserError):
+            return e
+        ranks = getattr(e, "worker_failures", None)
+        if isinstance(ranks, dict):
+            todo += [ranks[r] for r in sorted(ranks)]
+        todo += [getattr(e, a, None) for a in ("cause", "__cause__", "__context__")]
+    return None
+
+
 def error_lines(err: BaseException) -> list[str]:
     """An error's non-empty message lines, or its type's name when it has none."""
     return [ln for ln in str(err).splitlines() if ln.strip()] or [type(err).__name__]

@@ -25,8 +25,8 @@ def _env() -> dict:
     return env
 
 
-def _cmd(file, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "daso_ray.search", str(file), "--num-cpus", "2", *extra]
+def _cmd(file, *extra: str, cpus: int = 2) -> list[str]:
+    return [sys.executable, "-m", "daso_ray.search", str(file), "--num-cpus", str(cpus), *extra]
 
 
 def _run(cmd, timeout=600) -> subprocess.CompletedProcess:
@@ -75,6 +75,60 @@ def test_diverging_trial_fails_alone_and_resume_does_not_repeat_it(tmp_path, dig
     again = _run(_cmd(file, "--resume"))  # the failure is recorded, not replayed
     assert again.returncode == 0, again.stderr[-3000:]
     assert leaderboard(run_dir) == board
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_diverging_ddp_trial_fails_once_with_its_reason(tmp_path, digits_root):
+    """The same for ``mode: ddp``: the non-finite loss is raised in the Ray Train workers and
+    reaches the trial wrapped by Train; it is still one FAIL with its reason, not a retry."""
+    write_base(tmp_path, digits_root)
+    spec = search_dict(tmp_path / "runs", params={"optim.lr": {"type": "choice",
+                                                               "values": [0.03, 1.0e30]}},
+                       sampler="grid", resources={"mode": "ddp", "workers": 2, "cpu": 0.99},
+                       budget={"num_samples": 3, "max_concurrent": 2, "iterations": 20,
+                               "max_failures": 2})
+    res = _run(_cmd(write_search(tmp_path, spec), cpus=4))  # two trials at a time
+    assert res.returncode == 0, res.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "t"
+    b = leaderboard(run_dir)["consistent"]
+    assert [t["params"]["optim.lr"] for t in b["finished"]] == [0.03, 0.03], b
+    (bad,) = b["failed"]
+    # the single-mode reason: the run's name, then the error's first line
+    assert bad["params"]["optim.lr"] == 1.0e30
+    assert bad["failed"].startswith("consistent__seed0: non-finite loss at iteration"), bad
+    assert bad["failed"] in res.stdout
+    rows = (run_dir / "consistent" / os.path.basename(bad["dir"]) / "result.json").read_text()
+    assert rows.count('"failed"') == 1  # one attempt: Tune did not retry it
+    # nor did Ray Train: its controller logs each worker-group failure's decision
+    assert "[FailurePolicy] RAISE" in res.stderr and "[FailurePolicy] RETRY" not in res.stderr
+    fails = [t for t in optuna_study(run_dir, "t__consistent").trials if t.state.name == "FAIL"]
+    assert len(fails) == 1 and "non-finite loss" in fails[0].user_attrs["failed"]
+
+
+def test_deterministic_cause_is_found_through_rays_wrappers():
+    """What a ddp trial catches from ``TorchTrainer.fit()`` (Ray 2.60): a ``WorkerGroupError``
+    mapping each failed rank to its exception; the driver sees it inside a ``RayTaskError``."""
+    from ray.exceptions import RayTaskError
+    from ray.train import WorkerGroupError
+
+    from daso_ray.engine.step import NonFiniteLoss
+    from daso_ray.errors import UserError, deterministic_cause
+
+    rank0, rank1 = NonFiniteLoss("non-finite loss at iteration 9"), UserError("bad key")
+    group = WorkerGroupError("rank errors", {1: rank1, 0: rank0})
+    assert deterministic_cause(group) is rank0  # rank 0's reason, as in the leaderboard
+    task = RayTaskError("ImplicitFunc.train", "Traceback ...", group).as_instanceof_cause()
+    assert deterministic_cause(task) is rank0
+    try:  # chained by Python
+        try:
+            raise rank1
+        except UserError as err:
+            raise RuntimeError("while cleaning up") from err
+    except RuntimeError as err:
+        assert deterministic_cause(err) is rank1
+    # an infrastructure failure (a worker that died) is left to the retries
+    assert deterministic_cause(WorkerGroupError("died", {0: RuntimeError("actor died")})) is None
 
 
 def test_bad_data_root_in_set_is_one_error_before_ray(tmp_path, digits_root, capsys):

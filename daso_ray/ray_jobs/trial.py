@@ -6,15 +6,18 @@
 - :func:`ddp_trial` (``resources.mode: ddp``): the Tune function acts as the Ray Train driver and
   runs a ``TorchTrainer`` of ``resources.workers`` workers (platform.md §3.1 Train-in-Tune pattern).
 
-A single trial that fails for a deterministic cause (a :class:`~daso_ray.errors.UserError`, such
-as a non-finite loss) does not raise: a retry would fail the same way, and a raised error fails
-the study and every ``--resume``. It reports one last result carrying ``failed`` (the one-line
-reason) and returns; :class:`~daso_ray.ray_jobs.searcher.StudySearch` files it FAIL and the
-leaderboard lists it. Only other errors (a killed worker, a lost node) reach Tune's retries.
+A trial of either mode that fails for a deterministic cause (a
+:class:`~daso_ray.errors.UserError`, such as a non-finite loss — in a ddp trial raised in the
+Train workers and wrapped by Ray, see :func:`~daso_ray.errors.deterministic_cause`) does not
+raise: a retry would fail the same way, and a raised error fails the study and every
+``--resume``. It reports one last result carrying ``failed`` (the one-line reason) and returns;
+:class:`~daso_ray.ray_jobs.searcher.StudySearch` files it FAIL and the leaderboard lists it. Only
+other errors (a killed worker, a lost node) reach Tune's retries.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -25,7 +28,7 @@ from ray import tune
 
 from daso_ray.config import Config, to_dict
 from daso_ray.engine.loop import Trainer
-from daso_ray.errors import UserError, error_lines
+from daso_ray.errors import deterministic_cause, error_lines
 from daso_ray.study.compose import compose
 from daso_ray.study.objective import aggregate, objective_names
 from daso_ray.study.spec import Scenario, SearchSpec
@@ -44,12 +47,24 @@ def single_trial(config: dict, spec: SearchSpec, base: Config, scenarios: list[S
     """Tune function trainable; ``config`` holds the sampled parameters by config path."""
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     where = {"run": None, "step": 0}  # which run was training, and the last reported step
-    try:
+    with _failing_for_good(spec, where):
         _train(config, spec, base, scenarios, _runs_dir(runs_root), where)
-    except UserError as err:
-        lines = error_lines(err)
+
+
+@contextlib.contextmanager
+def _failing_for_good(spec: SearchSpec, where: dict):
+    """A deterministic failure in the block becomes the trial's failed result, named after the
+    run it happened in (``where``); any other error goes on to Tune's retries."""
+    try:
+        yield
+    except Exception as err:
+        cause = deterministic_cause(err)
+        if cause is None:
+            raise
         run = f"{_run_name(where['run'])}: " if where["run"] else ""
-        tune.report(failed_result(spec, where["step"], run + lines[0]))
+        # A Train worker's error carries the step that worker last reported (worker.py).
+        step = getattr(cause, "reported_step", where["step"])
+        tune.report(failed_result(spec, step, run + error_lines(cause)[0]))
 
 
 def failed_result(spec: SearchSpec, step: int, reason: str) -> dict:
@@ -130,13 +145,19 @@ def _tune_checkpoint(runs: Path, saved: dict) -> tune.Checkpoint:
 
 def ddp_trial(config: dict, spec: SearchSpec, base: Config, scenario: Scenario, storage: str,
               runs_root: str | None = None) -> None:
-    """Tune function trainable that drives one Ray Train run (W DDP workers) for one scenario."""
+    """Tune function trainable that drives one Ray Train run (W DDP workers) for one scenario.
+
+    Train itself never retries (``max_failures=0``): a deterministic failure would only repeat,
+    and any other is retried by Tune, whose new attempt resumes the same Train run (its name is
+    the trial's) from its checkpoints."""
     from daso_ray.ray_jobs.worker import fit_distributed
 
-    cfg = compose(spec, base, config, scenario, seed=0)
+    where = {"run": (scenario.name, 0), "step": 0}
     tid = tune.get_context().get_trial_id()
     res = spec.resources
-    fit_distributed(to_dict(cfg), str(_runs_dir(runs_root) / _run_name((scenario.name, 0))),
-                    workers=res.workers, gpu=res.gpu > 0, cpu=res.cpu, name=f"train-{tid}",
-                    storage=storage, scenario=scenario.name, objective=spec.objective.model_dump(),
-                    in_tune=True)
+    with _failing_for_good(spec, where):
+        cfg = compose(spec, base, config, scenario, seed=0)
+        fit_distributed(to_dict(cfg), str(_runs_dir(runs_root) / _run_name(where["run"])),
+                        workers=res.workers, gpu=res.gpu > 0, cpu=res.cpu, name=f"train-{tid}",
+                        storage=storage, scenario=scenario.name,
+                        objective=spec.objective.model_dump(), in_tune=True, max_failures=0)

@@ -17,6 +17,7 @@ from ray.train.torch import TorchTrainer
 from daso_ray.config import from_dict
 from daso_ray.dist import Collective
 from daso_ray.engine.loop import Trainer
+from daso_ray.errors import UserError
 from daso_ray.metrics import RECALL_KEYS
 from daso_ray.study.objective import Objective, aggregate
 
@@ -33,6 +34,7 @@ def worker_loop(config: dict) -> None:
         device = torch.device("cpu")
         torch.set_num_threads(max(1, int(config["cpu"])))
     scenario, objective = config.get("scenario"), config.get("objective")
+    last = {"step": 0}  # the step of the last result this worker reported
 
     def report(metrics: dict, ckpt: str | None) -> None:
         if scenario is not None:  # a ddp trial: the names and objective of single-mode trials
@@ -43,13 +45,21 @@ def worker_loop(config: dict) -> None:
                    if isinstance(v, int | float) or k in RECALL_KEYS}
         checkpoint = ray.train.Checkpoint.from_directory(ckpt) if ckpt and rank == 0 else None
         ray.train.report(out, checkpoint=checkpoint)
+        last["step"] = metrics["step"]
 
     trainer = Trainer(cfg, Path(config["run_dir"]), report, Collective(rank, world), device)
     resume = ray.train.get_checkpoint()
     if resume is not None:
         with resume.as_directory() as d:
             trainer.resume(d)
-    trainer.fit()
+        last["step"] = trainer.step  # reported by the attempt that saved the checkpoint
+    try:
+        trainer.fit()
+    except UserError as err:
+        # A ddp trial's failed result goes at this step: past it, ASHA would take the result
+        # for a new rung's value. The attribute survives the pickling back to the trial.
+        err.reported_step = last["step"]
+        raise
 
 
 def fit_distributed(config: dict, run_dir: str, *, workers: int, gpu: bool, cpu: float, name: str,
