@@ -1,29 +1,24 @@
 """Typed run configuration: one home for every default (pydantic v2, unknown keys are errors).
 
 Sections: ``data``, ``model``, ``algorithm``, ``optim``, ``run``. Defaults reproduce the DASO
-CIFAR-10-LT protocol (specs/daso.md §8). Parameter names are config paths such as
-``algorithm.daso.t_proto``; search spaces and ``--set`` overrides use the same paths.
+CIFAR-10-LT protocol (Oh et al., CVPR 2022, Sec. 4.1). Each algorithm's own keys are declared in
+its file and validated here as ``algorithm.<name>`` (:func:`config_model`). Parameter names are
+config paths such as ``algorithm.daso.t_proto``; search spaces and ``--set`` overrides use them.
 """
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
-from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
-from daso_ray.errors import UserError
+from daso_ray.errors import UserError, describe_errors
+from daso_ray.registry import Strict, algorithms
 
 DATASETS = ("digits", "cifar10", "cifar100", "stl10", "semi_aves", "folder")
-
-
-class Strict(BaseModel):
-    """Base of every section: unknown keys are rejected (specs/daso.md §11 item 5)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 # Data defaults that depend on the dataset, filled in for the keys a config leaves out (the field
@@ -103,54 +98,22 @@ class ModelConfig(Strict):
     num_classes: int | None = Field(None, ge=2)  # derived from the data; if set it must match
 
 
-class DasoConfig(Strict):
-    t_proto: float = Field(0.05, gt=0.0)
-    queue_length: int = Field(256, ge=1)
-    lambda_align: float = Field(1.0, ge=0.0)
-    dist_update_period: int = Field(100, ge=1)
-    t_dist: float | None = Field(None, gt=0.0)  # null = scenario table (specs/daso.md §11 item 3)
-    pretrain_iters: int = Field(5000, ge=0)
-    dist_aware: bool = True
-    interp_alpha: float = Field(0.5, ge=0.0, le=1.0)
-    ema_bn_mode: Literal["eval", "reference_train"] = "eval"  # specs/daso.md §11 item 2
-    proto_normalize: bool = False  # prototypes = mean of unit features (§12 item 4)
-    balanced_queue: bool = True  # false: per-class capacity 5 N_k (Table 7 ablation)
-    queue_encoder: Literal["ema", "online"] = "ema"  # Table 7 ablation
-
-
-class DebiasPLConfig(Strict):
-    tau: float = Field(0.4, ge=0.0)  # debias factor lambda (peers.md §5.4)
-    qhat_m: float = Field(0.999, ge=0.0, lt=1.0)
-    single_qhat: bool = False
-
-
-class SeMiConfig(Strict):
-    est_epoch_iters: int = Field(2500, ge=0)  # components start after est_epoch (5 x 500 iters)
-    epoch_iters: int = Field(500, ge=1)  # pi-hat^u refresh period (one ACR "epoch")
-    alpha: float = Field(0.4, ge=0.0, le=1.0)
-    t_tar: float = Field(0.1, gt=0.0)
-    mb_size: int = Field(128, ge=1)
-    decay_step: int = Field(100, ge=1)
-    beta: float = Field(0.99, gt=0.0, le=1.0)
-    oheml_scale: float = Field(0.75, gt=0.0)
-    proto_t: float = Field(0.09, gt=0.0)
-    lambda_ea: float = Field(0.15, ge=0.0)
-    tau1: float = Field(2.0, ge=0.0)  # head-1 target LA (applied only with pula)
-    tau12: float = Field(2.0, ge=0.0)  # head-2 targets from head-1 logits
-    tau2: float = Field(2.0, ge=0.0)  # balanced-head labeled LA
-    pula: bool = False
-    renormalize_blend: bool = True  # peers.md §7.5 item 7; false reproduces the code
-    strong_views: int = Field(2, ge=1, le=2)
-
-
 class AlgorithmConfig(Strict):
-    name: Literal["supervised", "fixmatch", "daso", "debiaspl", "semi"] = "daso"
+    """The keys every algorithm reads. An algorithm's own keys are its ``section`` (declared in its
+    file, :mod:`daso_ray.registry`), added here as ``algorithm.<name>`` by :func:`config_model`."""
+
+    name: str = "daso"
     threshold: float = Field(0.95, ge=0.0, le=1.0)
     lambda_u: float = Field(1.0, ge=0.0)
     logit_adjust_tau: float = Field(0.0, ge=0.0)  # FixMatch+LA when > 0
-    daso: DasoConfig = DasoConfig()
-    debiaspl: DebiasPLConfig = DebiasPLConfig()
-    semi: SeMiConfig = SeMiConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        known = sorted(algorithms())
+        if name not in known:
+            raise ValueError(f"'{name}' is not an algorithm — one of {', '.join(known)}")
+        return name
 
 
 class OptimConfig(Strict):
@@ -185,19 +148,13 @@ class RunConfig(Strict):
 class Config(Strict):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
-    algorithm: AlgorithmConfig = AlgorithmConfig()
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
     optim: OptimConfig = OptimConfig()
     run: RunConfig = RunConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
-        daso = self.algorithm.daso
-        if self.algorithm.name == "daso" and 0 < daso.pretrain_iters < daso.dist_update_period:
-            # specs/daso.md §5.5 [D]: h must be refreshed once before the blend reads it.
-            raise ValueError(
-                "algorithm.daso.pretrain_iters: must be >= algorithm.daso.dist_update_period "
-                f"({daso.dist_update_period}) so m-hat is estimated before it is used"
-            )
+        algorithms()[self.algorithm.name].check_config(self)  # e.g. DASO's P against its period
         if self.run.checkpoint_period % self.run.eval_period:
             # A checkpoint travels with a report (Tune), so it must fall on an evaluation step.
             raise ValueError(
@@ -206,68 +163,26 @@ class Config(Strict):
             )
         return self
 
-    def resolved_t_dist(self) -> float:
-        """T_dist: the explicit value, else the scenario table of specs/daso.md §11 item 3."""
-        if self.algorithm.daso.t_dist is not None:
-            return self.algorithm.daso.t_dist
-        table = {"cifar100": 0.3, "stl10": 0.3, "semi_aves": 0.5}
-        if self.data.dataset in table:
-            return table[self.data.dataset]
-        # CIFAR-10 rule, also used for digits and user folders: 1.5 when gamma_l == gamma_u.
-        return 1.5 if self.data.scenario == "consistent" else 0.3
+
+def config_model() -> type[Config]:
+    """:class:`Config` with an ``algorithm.<name>`` section per registered algorithm that has one:
+    sections live in the algorithm files (torch), so they join on use, not at import. pydantic
+    cannot add a field to a built model: the field map is rewritten and both models rebuilt."""
+    fields = AlgorithmConfig.__pydantic_fields__
+    held = {n: f.annotation for n, f in fields.items() if n not in AlgorithmConfig.__annotations__}
+    wanted = {name: cls.section for name, cls in sorted(algorithms().items()) if cls.section}
+    if wanted != held:
+        for name in held:
+            del fields[name]
+        for name, section in wanted.items():
+            fields[name] = FieldInfo.from_annotated_attribute(section, Field(default_factory=section))
+        AlgorithmConfig.model_rebuild(force=True)
+        Config.model_rebuild(force=True)  # it embeds AlgorithmConfig's validator
+    return Config
 
 
 # ----------------------------------------------------------------------------------------------
 # Loading, overrides, error messages
-
-
-def _field_names(model: type[BaseModel], path: tuple) -> list[str]:
-    """Allowed keys of the section found by walking ``path`` from the root model (through dict
-    values and list items of models, e.g. ``params.<name>`` or ``scenarios.0``)."""
-    node: Any = model
-    for part in path:
-        if isinstance(node, type) and issubclass(node, BaseModel):
-            field = node.model_fields.get(str(part))
-            if field is None:
-                return []
-            node = field.annotation
-        else:  # a dict value or a list item: step into the element type
-            args = [a for a in get_args(node) if a is not type(None)]
-            node = next((a for a in reversed(args) if isinstance(a, type)), None)
-        args = [a for a in get_args(node) if a is not type(None)]
-        if len(args) == 1 and get_origin(node) in (Union, UnionType):  # Optional[Model]
-            node = args[0]
-    return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
-
-
-def describe_error(err: dict[str, Any], root: type[BaseModel]) -> str:
-    """One line for one pydantic error, naming the dotted key (and a close match for typos)."""
-    path = tuple(p for p in err["loc"] if not str(p).startswith("function-after"))
-    key = ".".join(str(p) for p in path)
-    if err["type"] == "extra_forbidden":
-        allowed = _field_names(root, path[:-1])
-        close = difflib.get_close_matches(str(path[-1]), allowed, n=1, cutoff=0.6)
-        hint = f"did you mean '{'.'.join([*map(str, path[:-1]), close[0]])}'?" if close else (
-            f"allowed keys here: {', '.join(allowed)}"
-        )
-        return f"unknown key '{key}' — {hint}"
-    msg = err["msg"].removeprefix("Value error, ")
-    if msg.startswith((f"{key}:", f"{key}.")) or (not key and ":" in msg):
-        return msg  # the validator already named the key (data.imb_ratio_u, not data.data...)
-    got = err.get("input")
-    shown = "" if isinstance(got, dict) else f" (got {got!r})"
-    if err["type"] == "value_error" and key:
-        return f"{key}.{msg}" if ":" in msg.split(" ")[0] else f"{key}: {msg}"
-    return f"key '{key}': {msg}{shown}"
-
-
-def describe_errors(errors: list[dict[str, Any]], root: type[BaseModel]) -> list[str]:
-    """One line per pydantic error, except a "Field required" for a key that a mistyped key's
-    "did you mean" line already names (one typo is one problem, one line)."""
-    lines = [describe_error(e, root) for e in errors]
-    named = {ln.split("did you mean '")[1].rstrip("'?") for ln in lines if "did you mean '" in ln}
-    return [ln for e, ln in zip(errors, lines, strict=True)
-            if not (e["type"] == "missing" and ".".join(map(str, e["loc"])) in named)]
 
 
 def validate(raw: dict[str, Any], source: str = "config") -> Config:
@@ -275,7 +190,7 @@ def validate(raw: dict[str, Any], source: str = "config") -> Config:
     if not isinstance(raw, dict):
         raise UserError(f"{source}: the top level must be a mapping of sections (data, model, ...)")
     try:
-        return Config.model_validate(raw)
+        return config_model().model_validate(raw)
     except ValidationError as exc:
         lines = [f"{source}: {line}" for line in describe_errors(exc.errors(), Config)]
         raise UserError("\n".join(lines)) from None
@@ -287,15 +202,33 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. algorithm.daso.t_proto=0.1")
-        node = raw
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise UserError(f"--set {key}: '{part}' is a value, not a section")
-            node = child
-        node[parts[-1]] = yaml.safe_load(value) if value.strip() else None
+        try:
+            set_path(raw, key.strip(), yaml.safe_load(value) if value.strip() else None)
+        except UserError as err:
+            raise UserError(f"--set {err}") from None
     return raw
+
+
+def set_path(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set the dotted config path ``key`` (``algorithm.daso.t_proto``) in a nested dict, making
+    sections as needed. Raises UserError when a part of the path holds a value."""
+    node = raw
+    *heads, last = key.split(".")
+    for part in heads:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"{key}: '{part}' is a value, not a section")
+    node[last] = value
+
+
+def get_path(raw: dict[str, Any], key: str) -> Any:
+    """The value at a dotted config path; None where it is absent."""
+    node: Any = raw
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

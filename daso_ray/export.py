@@ -18,8 +18,8 @@ import yaml
 
 from daso_ray import __version__, storage
 from daso_ray.config import to_dict, validate
-from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError, cli_entry
+from daso_ray.files import atomic_write_text
 from daso_ray.study.compose import compose, final_iterations
 from daso_ray.study.leaderboard import leaderboard, read_meta, value_text
 from daso_ray.study.objective import is_finite

@@ -13,8 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError, cli_entry
+from daso_ray.files import atomic_write_text
 from daso_ray.metrics import TEST_MEDIAN
 
 SUMMARY = TEST_MEDIAN

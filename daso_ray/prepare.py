@@ -69,8 +69,10 @@ def check_source_fits(dataset: str, source, src: Path | None) -> None:
 def write_default_splits(dataset: str, out: Path, manifest: dict) -> list[Path]:
     """Record :func:`protocol_configs` under ``out/splits/`` (``out``: the folder being written)."""
     from daso_ray.data.module import build_split
+    from daso_ray.data.store import Stores
 
-    return [build_split(data, manifest, out).path for data in protocol_configs(dataset)]
+    stores = Stores(out)  # each label column read once for all the records
+    return [build_split(data, manifest, stores).path for data in protocol_configs(dataset)]
 
 
 @cli_entry

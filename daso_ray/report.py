@@ -29,8 +29,8 @@ from html import escape
 from pathlib import Path
 
 from daso_ray import storage, svg
-from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError, cli_entry
+from daso_ray.files import atomic_write_text
 from daso_ray.metrics import GROUPS, TEST_MEDIAN
 from daso_ray.report_sections import (
     class_names,

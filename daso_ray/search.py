@@ -20,8 +20,8 @@ from pathlib import Path
 
 from daso_ray import __version__, storage
 from daso_ray.config import Config, to_dict, validate
-from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError, cli_entry
+from daso_ray.files import atomic_write_text
 from daso_ray.study.compose import baseline_params, final_iterations, trial_iterations
 from daso_ray.study.leaderboard import format_board, leaderboard, slim
 from daso_ray.study.load import check_spec, load_search, smoke

@@ -22,8 +22,8 @@ from pathlib import Path
 import yaml
 
 from daso_ray.config import Config, from_dict, load_config, to_dict
-from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError, cli_entry
+from daso_ray.files import atomic_write_text
 from daso_ray.metrics import SUMMARY_KEYS
 
 

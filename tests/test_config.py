@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from daso_ray.config import Config, apply_overrides, from_dict, load_config, to_dict
+from daso_ray.algorithms.daso import resolved_t_dist
+from daso_ray.config import apply_overrides, from_dict, load_config, to_dict
 from daso_ray.data.longtail import SplitSpec, make_split
 from daso_ray.errors import UserError
 
@@ -50,10 +51,10 @@ def test_scenario_rules_and_t_dist_table():
         from_dict({"data": {"scenario": "uniform", "imb_ratio_u": 100}})
     with pytest.raises(UserError, match="imb_ratio_l"):
         from_dict({"data": {"imb_ratio_l": 0.5}})
-    assert Config().resolved_t_dist() == 1.5
-    assert from_dict({"data": {"scenario": "reversed"}}).resolved_t_dist() == 0.3
-    assert from_dict({"data": {"dataset": "semi_aves"}}).resolved_t_dist() == 0.5
-    assert from_dict({"algorithm": {"daso": {"t_dist": 2.0}}}).resolved_t_dist() == 2.0
+    assert resolved_t_dist(from_dict({})) == 1.5
+    assert resolved_t_dist(from_dict({"data": {"scenario": "reversed"}})) == 0.3
+    assert resolved_t_dist(from_dict({"data": {"dataset": "semi_aves"}})) == 0.5
+    assert resolved_t_dist(from_dict({"algorithm": {"daso": {"t_dist": 2.0}}})) == 2.0
     with pytest.raises(UserError, match="pretrain_iters"):
         from_dict({"algorithm": {"daso": {"pretrain_iters": 50}}})
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from daso_ray.algorithms.daso import resolved_t_dist
 from daso_ray.config import load_config
 from daso_ray.engine import checkpoint
 from daso_ray.engine.evaluate import class_groups, metrics_from_confusion, pl_quality
@@ -176,10 +177,10 @@ def test_paper_configs_follow_the_spec():
         0.03, "constant", 5e-4, True, False)
     assert (r.iterations, r.eval_period, r.median_last, c10.data.batch_size, c10.data.mu) == (
         250_000, 500, 20, 64, 2)
-    assert c10.resolved_t_dist() == 1.5
+    assert resolved_t_dist(c10) == 1.5
     for scen in ("uniform", "reversed"):
-        assert load_config(REPO / f"configs/cifar10_lt_daso_{scen}.yaml").resolved_t_dist() == 0.3
-    assert load_config(REPO / "configs/stl10_lt_daso.yaml").resolved_t_dist() == 0.3
+        assert resolved_t_dist(load_config(REPO / f"configs/cifar10_lt_daso_{scen}.yaml")) == 0.3
+    assert resolved_t_dist(load_config(REPO / "configs/stl10_lt_daso.yaml")) == 0.3
     aves = load_config(REPO / "configs/semi_aves_daso.yaml")
     assert (aves.model.arch, aves.optim.lr, aves.data.batch_size, aves.data.mu, aves.model.ema_decay) == (
         "resnet34", 0.04, 256, 5, 0.9)

@@ -1,11 +1,14 @@
 """Import boundaries: Ray lives only in ``daso_ray/ray_jobs/``. The search domain
 (``daso_ray/study/``) and the entry points that read a finished run (export, report, pipeline)
 import neither ``ray`` nor ``daso_ray.ray_jobs`` — checked on each module's syntax tree, so a
-lazy import inside a function counts too."""
+lazy import inside a function counts too. Algorithm files never import the config, which finds
+them through the registry; importing the config imports no torch."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +18,12 @@ RAY_FREE = sorted(PKG.glob("study/*.py")) + [PKG / n for n in ("export.py", "rep
 
 
 def imported_modules(path: Path) -> set[str]:
+    return tree_imports(ast.parse(path.read_text()))
+
+
+def tree_imports(tree: ast.AST) -> set[str]:
     out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -40,3 +47,27 @@ def test_the_checker_sees_lazy_imports(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("def f():\n    from daso_ray.ray_jobs.tuner import run_studies\n    import ray\n")
     assert {"ray", "daso_ray.ray_jobs.tuner"} <= {n for n in imported_modules(f) if forbidden(n)}
+
+
+def runtime_imports(path: Path) -> set[str]:
+    """``imported_modules`` without the ``if TYPE_CHECKING:`` blocks (annotations only)."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+            node.body = [ast.Pass()]
+    return tree_imports(tree)
+
+
+@pytest.mark.parametrize("path", sorted(PKG.glob("algorithms/*.py")), ids=lambda p: p.name)
+def test_algorithm_files_do_not_import_the_config(path):
+    """config imports the registry, which imports these files: importing config back would be a
+    circle. Sections subclass ``daso_ray.registry.Strict`` instead."""
+    assert "daso_ray.config" not in runtime_imports(path)
+
+
+def test_config_and_search_validation_import_no_torch_until_used():
+    code = ("import sys, daso_ray.config, daso_ray.study.spec, daso_ray.registry\n"
+            "assert 'torch' not in sys.modules\n"
+            "daso_ray.config.from_dict({'algorithm': {'name': 'semi'}})\n"
+            "assert 'torch' in sys.modules  # the algorithm files were found on first use\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -1,5 +1,6 @@
-"""Algorithms, one file each, registered by name (``algorithm.name``)."""
+"""Algorithms, one file each, found by name (``algorithm.name``) through :mod:`daso_ray.registry`."""
 
-from daso_ray.algorithms.base import REGISTRY, Algorithm, Context, Nets, StepOut, build_algorithm
+from daso_ray.algorithms.base import Algorithm, Context, Nets, StepOut
+from daso_ray.registry import build_algorithm
 
-__all__ = ["REGISTRY", "Algorithm", "Context", "Nets", "StepOut", "build_algorithm"]
+__all__ = ["Algorithm", "Context", "Nets", "StepOut", "build_algorithm"]

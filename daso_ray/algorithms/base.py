@@ -1,29 +1,24 @@
 """Algorithm contract: ``step(batch, t, nets) -> StepOut``; the loop does backward/step/EMA.
 
 An algorithm owns its state (queues, priors, memory banks) and exposes it through
-``state_dict``/``load_state_dict`` so the checkpoint holds everything that changes a result
-(DESIGN.md principle 5). Algorithms are registered by name (``algorithm.name`` in the config).
+``state_dict``/``load_state_dict`` so the checkpoint holds everything that changes a result. It
+declares its name, config section and searched iteration keys (:class:`Algorithm`) and is found by
+name through :mod:`daso_ray.registry`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from daso_ray.config import Config
 from daso_ray.dist import LOCAL, Collective
 
-REGISTRY: dict[str, type[Algorithm]] = {}
-
-
-def register(name: str):
-    def deco(cls):
-        cls.name = name
-        REGISTRY[name] = cls
-        return cls
-    return deco
+if TYPE_CHECKING:  # annotations only: the config validates sections declared by these classes
+    from daso_ray.config import Config
+    from daso_ray.registry import Strict
 
 
 @dataclass
@@ -85,15 +80,31 @@ def forward_parts(model: nn.Module, batch: dict) -> Parts:
 
 
 class Algorithm:
-    """Base class. ``strong_views`` and ``balanced_head`` tell the loop what to build."""
+    """Base class. Declarations read without an instance: ``name`` (``algorithm.name``),
+    ``section`` (its config section, ``algorithm.<name>``, or None) and ``scaled_keys`` (keys of the
+    section counted in iterations, shrunk with the run by ``search --smoke``). ``uses_unlabeled``,
+    ``strong_views`` and ``balanced_head`` tell the loop what to build."""
 
     name = "base"
+    section: type[Strict] | None = None
+    scaled_keys: tuple[str, ...] = ()
     uses_unlabeled = True
     strong_views = 1
     balanced_head = False
 
     def __init__(self, cfg: Config, ctx: Context):
         self.cfg, self.ctx = cfg, ctx
+
+    @classmethod
+    def check_config(cls, cfg: Config) -> None:
+        """Cross-key checks of a config that trains this algorithm; raise ValueError whose message
+        starts with the key to fix (``algorithm.<name>.<key>: ...``)."""
+
+    @classmethod
+    def pretrain_iters(cls, cfg: Config) -> int:
+        """Iterations during which ``cfg`` trains exactly as the base learner (DASO's P), whatever
+        this algorithm's own keys: a verification comparing configs must run past them."""
+        return 0
 
     def step(self, batch: dict, t: int, nets: Nets) -> StepOut:
         raise NotImplementedError
@@ -102,17 +113,15 @@ class Algorithm:
         """Evaluation logits [n, K] (SeMi overrides: its balanced head)."""
         return model(x)[0]
 
+    def summary(self) -> dict:
+        """Values this run resolved from its config, recorded in results.json (DASO: T_dist)."""
+        return {}
+
     def state_dict(self) -> dict:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
         pass
-
-
-def build_algorithm(cfg: Config, ctx: Context) -> Algorithm:
-    from daso_ray.algorithms import daso, debiaspl, fixmatch, semi, supervised  # noqa: F401 (register)
-
-    return REGISTRY[cfg.algorithm.name](cfg, ctx)
 
 
 def labeled_ce(logits_l: torch.Tensor, y: torch.Tensor, log_prior: torch.Tensor, tau: float):

@@ -20,12 +20,12 @@ import torch
 from daso_ray.algorithms import Context, StepOut
 from daso_ray.config import Config, to_dict
 from daso_ray.data.augment import cpu_rng_state
-from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.data.module import TrainData
 from daso_ray.dist import LOCAL, Collective
 from daso_ray.engine import checkpoint
 from daso_ray.engine.evaluate import confusion, metrics_from_confusion, pl_quality
 from daso_ray.engine.step import NonFiniteLoss, Stepper, check_finite, resolve_device
+from daso_ray.files import atomic_write_text
 from daso_ray.metrics import CONFUSION_KEY, HISTORY_KEYS, PAPER_MEDIAN, TEST_MEDIAN, VALID_MEDIAN, medians
 
 ReportFn = Callable[[dict, "str | None"], None]
@@ -216,8 +216,7 @@ class Trainer:
         # last ones it logged, never an empty record (a retried finished trial lands here too).
         m = getattr(self, "last_metrics", None) or _last_logged(self.run_dir / "metrics.jsonl",
                                                                 self.step)
-        t_dist = self.cfg.resolved_t_dist() if self.cfg.algorithm.name == "daso" else None
-        res = {"iterations": self.step, "final": m, "t_dist": t_dist,
+        res = {"iterations": self.step, "final": m, **self.algo.summary(),
                "split": str(self.data.split.path), "labeled_counts": self.data.split.counts,
                "history": self.history, "config": to_dict(self.cfg)}
         res["median_window"] = self.cfg.run.median_last

@@ -16,8 +16,8 @@ from pathlib import Path
 import ray
 
 from daso_ray.config import from_dict, to_dict
-from daso_ray.data.ffcv_io import atomic_write_text
 from daso_ray.errors import UserError, error_lines
+from daso_ray.files import atomic_write_text
 from daso_ray.ray_jobs.cluster import check_fit, connect
 from daso_ray.study.spec import Resources
 from daso_ray.study.verify import METRIC, Job, state

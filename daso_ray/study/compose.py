@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from daso_ray.config import Config, to_dict, validate
-from daso_ray.study.spec import Param, Scenario, SearchSpec, get_path, set_path
+from daso_ray.config import Config, get_path, set_path, to_dict, validate
+from daso_ray.study.spec import Param, Scenario, SearchSpec
 
 # The seeds the search trains are 0..budget.seeds-1; verification starts here, so its seeds are
 # never ones the search selected on (budget.seeds <= 99).

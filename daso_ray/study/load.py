@@ -10,17 +10,22 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from daso_ray.config import Config, describe_errors, read_yaml, to_dict, validate
-from daso_ray.errors import UserError
+from daso_ray.config import Config, get_path, read_yaml, to_dict, validate
+from daso_ray.errors import UserError, describe_errors
 from daso_ray.metrics import window_problem
+from daso_ray.registry import algorithms
 from daso_ray.study.compose import baseline_params, compose, end_value, trial_iterations
-from daso_ray.study.spec import SearchSpec, base_with_set, get_path, spec_problems
+from daso_ray.study.spec import SearchSpec, base_with_set, spec_problems
 
-# Iteration-valued keys scaled together by --smoke, so P < T and periods still divide T.
-SCALED_KEYS = ("run.eval_period", "run.checkpoint_period", "algorithm.daso.pretrain_iters",
-               "algorithm.daso.dist_update_period", "algorithm.semi.est_epoch_iters",
-               "algorithm.semi.epoch_iters", "algorithm.semi.decay_step", "optim.warmup_iters")
 SMOKE_ITERATIONS = 40
+
+
+def scaled_keys() -> tuple[str, ...]:
+    """Iteration-valued keys scaled together by --smoke, so P < T and periods still divide T:
+    the run's, and each algorithm's own (``scaled_keys`` in its file)."""
+    own = [f"algorithm.{name}.{key}" for name, cls in sorted(algorithms().items())
+           for key in cls.scaled_keys]
+    return ("run.eval_period", "run.checkpoint_period", *own, "optim.warmup_iters")
 
 
 def load_search(path: str | Path) -> tuple[SearchSpec, Config]:
@@ -119,7 +124,8 @@ def smoke(spec: SearchSpec, base: Config) -> tuple[SearchSpec, Config]:
     raw = spec.model_dump()
     base_raw = to_dict(base)
     new_set = dict(raw["set"])
-    for key in SCALED_KEYS:
+    scaled = scaled_keys()
+    for key in scaled:
         value = new_set.get(key, get_path(base_raw, key))
         if isinstance(value, int) and not isinstance(value, bool):
             new_set[key] = shrink(value)
@@ -128,7 +134,7 @@ def smoke(spec: SearchSpec, base: Config) -> tuple[SearchSpec, Config]:
     new_set["run.eval_period"] = period
     raw["set"] = new_set
     for key, prm in raw["params"].items():  # searched iteration counts shrink with the rest
-        if key in SCALED_KEYS:
+        if key in scaled:
             prm.update({k: shrink(prm[k]) for k in ("low", "high") if prm[k] is not None})
             if prm["values"]:
                 prm["values"] = sorted({shrink(v) for v in prm["values"]})

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from daso_ray.config import Config, Strict
+from daso_ray.config import AlgorithmConfig, Strict, config_model, set_path
 from daso_ray.metrics import TUNE_KEYS
 from daso_ray.study.objective import Objective
 
@@ -83,6 +83,9 @@ class Budget(Strict):
     n_startup_trials: int | None = Field(None, ge=0)
     max_failures: int = Field(2, ge=0)  # a failed trial restarts from its last checkpoint
     asha: Asha | None = None
+    # Train the steps every trial shares (DASO: the FixMatch steps before P) once per scenario and
+    # seed, and fork every trial from there (bit-identical to training each from scratch).
+    share_warmup: bool = True
 
 
 class Resources(Strict):
@@ -123,24 +126,6 @@ def base_with_set(spec: SearchSpec, base: dict) -> dict:
     return raw
 
 
-def set_path(raw: dict, key: str, value: Any) -> None:
-    node = raw
-    *heads, last = key.split(".")
-    for part in heads:
-        node = node.setdefault(part, {})
-    node[last] = value
-
-
-def get_path(raw: dict, key: str) -> Any:
-    """The value at a dotted config path (``algorithm.daso.t_proto``); None where it is absent."""
-    node: Any = raw
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def spec_problems(spec: SearchSpec, base: dict, base_name: str = "base") -> list[str]:
     """Cross-field checks of the file against the base config (a dict, ``set`` not yet applied);
     every problem is one line naming its key."""
@@ -158,14 +143,15 @@ def spec_problems(spec: SearchSpec, base: dict, base_name: str = "base") -> list
                 out.append(f"params.{key}.when: '{dep}' must be a parameter listed before {key}")
             else:
                 out += _when_value_problems(key, dep, p.when[dep], spec.params[dep])
-    algo = base_with_set(spec, base).get("algorithm", {}).get("name", "daso")
+    default = AlgorithmConfig.model_fields["name"].default  # a base that names none trains it
+    algo = base_with_set(spec, base).get("algorithm", {}).get("name", default)
     if spec.algorithm is not None and spec.algorithm != algo:
         out.append(f"algorithm: '{spec.algorithm}' but {base_name} (with set) trains '{algo}' — "
                    "fix base or algorithm")
     for key in spec.params:
-        m = re.match(r"algorithm\.(daso|debiaspl|semi)\.", key)
-        if m and m.group(1) != algo:
-            out.append(f"params.{key}: searches {m.group(1)} but the algorithm is '{algo}'")
+        parts = key.split(".")  # algorithm.<name>.<key>: a key of one algorithm's own section
+        if len(parts) > 2 and parts[0] == "algorithm" and parts[1] != algo:
+            out.append(f"params.{key}: searches {parts[1]} but the algorithm is '{algo}'")
     names = [s.name for s in spec.scenarios]
     if len(set(names)) != len(names):
         out.append("scenarios: names must be unique")
@@ -220,8 +206,9 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def config_paths(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
+def config_paths(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
     """Every dotted leaf path of the config (``algorithm.daso.t_proto``, ...)."""
+    model = model or config_model()
     out = []
     for name, field in model.model_fields.items():
         ann = field.annotation
@@ -233,7 +220,7 @@ def config_paths(model: type[BaseModel] = Config, prefix: str = "") -> list[str]
 
 
 def _is_config_path(key: str) -> bool:
-    model: type[BaseModel] = Config
+    model: type[BaseModel] = config_model()
     parts = key.split(".")
     for i, part in enumerate(parts):
         field = model.model_fields.get(part)

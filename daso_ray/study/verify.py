@@ -18,14 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daso_ray.config import Config, to_dict, validate
-from daso_ray.data.ffcv_io import atomic_write_text
+from daso_ray.config import Config, get_path, to_dict, validate
 from daso_ray.errors import UserError
+from daso_ray.files import atomic_write_text
 from daso_ray.metrics import TEST_MEDIAN
+from daso_ray.registry import algorithms
 from daso_ray.study.compose import HELD_OUT_SEED0, baseline_params, compose, final_iterations
 from daso_ray.study.leaderboard import leaderboard, read_meta
 from daso_ray.study.space import studies
-from daso_ray.study.spec import SearchSpec, get_path
+from daso_ray.study.spec import SearchSpec
 
 METRIC = TEST_MEDIAN  # the test metric: the search never selected on it
 LEVEL = 0.95
@@ -145,10 +146,10 @@ def _config(spec: SearchSpec, base: Config, params: dict, scn, seed: int, iters:
     cfg = compose(spec, base, params, scn, seed, iterations=iters)
     if not smoke:
         return cfg
-    # Two evaluation windows past DASO's pre-training P (before P every config is the same
-    # FixMatch and the paired gain would be 0 by construction), a checkpoint at the end.
+    # Two evaluation windows past the base-learner phase (DASO's P: before it every config is the
+    # same FixMatch and the paired gain would be 0 by construction), a checkpoint at the end.
     period = cfg.run.eval_period
-    past_p = cfg.algorithm.daso.pretrain_iters if cfg.algorithm.name == "daso" else 0
+    past_p = algorithms()[cfg.algorithm.name].pretrain_iters(cfg)
     short = min(iters, (past_p // period + 2) * period)
     raw = to_dict(cfg)
     raw["run"].update(iterations=short, checkpoint_period=short)
