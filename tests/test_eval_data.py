@@ -159,7 +159,7 @@ def test_two_ranks_score_every_image_once(odd_root, tmp_path, loader):
 def _count_eval_reads(monkeypatch) -> list:
     """Record (loader, file) for every eval-set loader built (torch path and FFCV path)."""
     import daso_ray.data.ffcv_ops as ffcv_ops
-    import daso_ray.data.module as module
+    import daso_ray.data.torch_streams as module
 
     built: list = []
     torch_eval = getattr(module, "torch_eval_loader", None)

@@ -64,6 +64,22 @@ def test_unlabeled_views_same_sample_and_differ(prepared):
     assert differ >= 15  # independent decoders draw independent crops
 
 
+def test_second_strong_view_draws_its_own_crop(prepared):
+    from daso_ray.data.ffcv_ops import ffcv_loader
+
+    root, images, _ = prepared
+    loader = ffcv_loader(str(root / "train.beton"), mode="raw", kind="unlabeled", batch_size=10,
+                         indices=np.arange(20), num_workers=1, seed=1, size=32, pad=4,
+                         strong_views=2)
+    differ = 0
+    for _x_w, idx, x_s, x_s2 in loader:
+        for s, s2, i in zip(x_s.permute(0, 2, 3, 1).numpy(), x_s2.permute(0, 2, 3, 1).numpy(),
+                            idx.numpy(), strict=True):
+            assert any(np.array_equal(s2, c) for c in _weak_candidates(images[i]))  # sample i
+            differ += not np.array_equal(s, s2)
+    assert differ >= 15  # not x_s's crop: one of its own
+
+
 def test_trainddata_ffcv_backend_contract(prepared):
     from daso_ray.config import DataConfig
     from daso_ray.data.module import TrainData

@@ -43,6 +43,21 @@ def test_weak_and_strong_views_come_from_the_same_sample(digits_root):
     assert not torch.equal(u["x_w"], u["x_s"])
 
 
+def test_second_strong_view_draws_its_own_crop(digits_root):
+    # x_s2 (SeMi) is drawn as x_s is: its own flip + crop, then its own strong ops.
+    td = TrainData(_cfg(digits_root), seed=3, device="cpu")
+    u = next(td.unlabeled(strong_views=2))
+    raw = torch.from_numpy(Store(digits_root / "train.arrow").pixels(u["idx"].numpy())).permute(0, 3, 1, 2)
+    aug = Augmenter(3 * 7919, "cpu", td.pad, 16)
+    mean, std = STATS["digits"]
+    w = aug.weak(raw)
+    s = aug.strong(aug.weak(raw))
+    s2 = aug.strong(aug.weak(raw))
+    assert torch.equal(normalize(w, mean, std), u["x_w"])
+    assert torch.equal(normalize(s, mean, std), u["x_s"])
+    assert torch.equal(normalize(s2, mean, std), u["x_s2"])
+
+
 def test_eval_covers_each_sample_once(digits_root):
     td = TrainData(_cfg(digits_root), seed=0, device="cpu")
     test_idx = torch.cat([b["idx"] for b in td.eval_batches("test")])

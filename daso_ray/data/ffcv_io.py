@@ -23,6 +23,7 @@ from daso_ray import __version__
 from daso_ray.data.sources import CHUNK_JPEG, Source, SourceSplit, decode_image, encode_jpeg
 from daso_ray.data.store import CHUNK, Store, write_store
 from daso_ray.errors import UserError
+from daso_ray.files import atomic_write_text, sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -34,24 +35,6 @@ def ffcv_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file + fsync + rename: readers see the old or the new file, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _jpeg_chunk(args: tuple[list[str], int]) -> list[bytes]:

@@ -243,9 +243,10 @@ class SeededLoader(Loader):
 
 def ffcv_loader(path: str, *, mode: str, kind: str, batch_size: int, indices, num_workers: int,
                 seed: int, size: int, pad: int, distributed: bool = False,
-                augment: bool = True, device=None, sampler=None) -> Loader:
-    """kind: 'labeled' -> (image, label, index); 'unlabeled' -> (image, index, image_strong);
-    'test' -> (image, label, index), sequential, no augmentation, last partial batch kept.
+                augment: bool = True, device=None, sampler=None, strong_views: int = 1) -> Loader:
+    """kind: 'labeled' -> (image, label, index); 'unlabeled' -> (image, index, image_strong) plus
+    ``image_strong2`` when ``strong_views`` is 2; 'test' -> (image, label, index), sequential, no
+    augmentation, last partial batch kept.
 
     ``sampler`` (a ``PassSampler``, train kinds): read its batches — this rank's share of each
     global batch — through :class:`PassOrder`; ``batch_size``, ``indices``, ``seed`` and
@@ -253,15 +254,17 @@ def ffcv_loader(path: str, *, mode: str, kind: str, batch_size: int, indices, nu
 
     Images uint8 [n, 3, S, S] (channels_last memory), labels and indices int64 [n]; on ``device``
     when it is CUDA (else on the host). Note: the ``Loader`` sets torch's thread count to
-    ``num_workers`` when built and at every epoch; callers restore theirs (``TrainData``).
+    ``num_workers`` when built and at every epoch; callers restore theirs (``FfcvStreams``).
     """
     train = kind != "test"
     pipelines = {"image": _image_ops(mode, train, size, pad, augment, device),
                  "index": _int_ops(device), "label": _int_ops(device) if kind != "unlabeled" else None}
-    if kind == "unlabeled":
-        # One decoder per view: sharing a decoder node makes in-place branches alias (§2.5).
+    strong_names = ("image_strong", "image_strong2")[:strong_views] if kind == "unlabeled" else ()
+    for name in strong_names:
+        # A decoder of its own per view: its own flip/crop draws, and no in-place op of one view
+        # writing into a buffer another view reads (what a shared decoder node would cause).
         strong = _image_ops(mode, True, size, pad, device=device)
-        pipelines["image_strong"] = PipelineSpec("image", decoder=strong[0], transforms=strong[1:])
+        pipelines[name] = PipelineSpec("image", decoder=strong[0], transforms=strong[1:])
     order = OrderOption.RANDOM if train else OrderOption.SEQUENTIAL
     if sampler is not None:
         share = sampler.batch // sampler.world

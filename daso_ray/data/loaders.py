@@ -1,25 +1,22 @@
-"""Loaders with one batch contract for both backends (``data.loader: ffcv|torch``).
+"""The batch contract both backends serve (``data.loader: ffcv|torch``, see ``streams``).
 
-Batches (tensors on ``device``; images float32 normalised ``[n, 3, S, S]``):
-- labeled:   ``{"x": weak view, "y": long [B], "idx": long [B]}``
-- unlabeled: ``{"x_w": weak view, "x_s": strong view, "idx": long [muB]}`` — both views of the
-  *same* samples; no label ever reaches the training step (specs/daso.md §11 item 4);
-- eval:      ``{"x", "y", "idx"}``, this rank's share (every W-th image) in file order, last
-  partial batch kept; read once per run into device (or pinned host) memory.
-Train streams are infinite: passes without replacement, concatenated, no partial batch (§6).
+- :class:`PassSampler`: which rows each train batch reads, the same on both backends;
+- :class:`Views`: a backend's uint8 images -> the training batches (fields in its docstring);
+- :func:`eval_storage` / :func:`fill_eval_set`: an eval set read once per run and kept in device
+  (or pinned host) memory; this rank's share (every W-th image), in file order, last partial
+  batch kept.
+Train streams are endless: passes without replacement, concatenated, no partial batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
 from daso_ray.data.augment import Augmenter, normalize
-from daso_ray.data.store import Store
 from daso_ray.errors import UserError
 
 STATS = {  # specs/daso.md §3.1; ImageNet statistics for the pretrained Semi-Aves backbones
@@ -65,8 +62,8 @@ class PassSampler:
         return np.concatenate(out)[self.rank * share:(self.rank + 1) * share]
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        # Workers prefetch ahead; ``consumed`` is advanced by the consumer (see TrainData), so a
-        # checkpoint records what training actually saw.
+        # Workers prefetch ahead; ``consumed`` is advanced as batches are handed out (see
+        # ``streams.Streams``), so a checkpoint records what training actually saw.
         k = self.consumed
         while True:
             yield self.batch_at(k)
@@ -77,58 +74,6 @@ class PassSampler:
 
     def load_state_dict(self, state: dict) -> None:
         self.consumed = int(state["consumed"])
-
-
-class StoreBatches(torch.utils.data.Dataset):
-    """Batch-level dataset for the torch fallback: one ``__getitems__`` per batch of indices."""
-
-    def __init__(self, store: Store, size: int):
-        self.store, self.size = store, size
-
-    def __len__(self) -> int:
-        return len(self.store)
-
-    def __getitems__(self, idx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        idx = np.asarray(idx, dtype=np.int64)
-        if self.store.shape:
-            images = torch.from_numpy(self.store.pixels(idx)).permute(0, 3, 1, 2)
-        else:
-            images = self._jpeg(idx)
-        return images, torch.from_numpy(self.store.labels[idx]), torch.from_numpy(idx)
-
-    __getitem__ = __getitems__  # the sampler yields whole batches of indices
-
-    def _jpeg(self, idx: np.ndarray) -> torch.Tensor:
-        # Decoding is per image by nature; the 224-px crop is a centre crop here and the random
-        # crops of the train views are drawn on the device by the Augmenter.
-        from torchvision.io import decode_jpeg
-        from torchvision.transforms.v2 import functional as TF
-
-        datas = [torch.frombuffer(bytearray(self.store.jpeg(i)), dtype=torch.uint8) for i in idx]
-        return torch.stack([TF.center_crop(im, [self.size, self.size]) for im in decode_jpeg(datas)])
-
-
-def torch_stream(store: Store, batches, workers: int, size: int, pin: bool = False):
-    """Train batches ``(uint8 [n,3,H,W], long [n], long [n])``; ``pin`` (CUDA) page-locks them so
-    the copies to the device can be ``non_blocking``."""
-    ds = StoreBatches(store, size)
-    return torch.utils.data.DataLoader(ds, batch_size=None, sampler=batches, num_workers=workers,
-                                       collate_fn=_same, persistent_workers=workers > 0,
-                                       prefetch_factor=4 if workers else None, pin_memory=pin)
-
-
-def torch_eval_loader(store: Store, order: np.ndarray, batch: int, workers: int, size: int):
-    """The eval set's rows ``order`` in order, ``batch`` at a time, last partial batch kept.
-
-    Read once per run (``TrainData.eval_set``): workers only pay off for JPEG decoding.
-    """
-    chunks = [order[s:s + batch] for s in range(0, len(order), batch)]
-    return torch.utils.data.DataLoader(StoreBatches(store, size), batch_size=None, sampler=chunks,
-                                       num_workers=workers, collate_fn=_same)
-
-
-def _same(batch):
-    return batch  # the dataset already returns whole batches (picklable for worker processes)
 
 
 def eval_storage(n: int, side: int, device: torch.device, budget: int = EVAL_DEVICE_BUDGET):
@@ -164,11 +109,29 @@ def fill_eval_set(batches, n: int, size: int, device: torch.device):
 
 
 class Views:
-    """Turns raw uint8 batches from either backend into the batch contract on ``device``."""
+    """Turns a backend's uint8 images into the training batches, on ``device``.
 
-    def __init__(self, dataset: str, device, augmenter: Augmenter, image_size: int):
+    Each field means the same on both backends (S = ``image_size``, B = ``data.batch_size``,
+    muB = ``data.batch_size * data.mu``):
+
+    - labeled: ``x`` float32 [B, 3, S, S], the weak view (flip + crop) of rows ``idx`` long
+      [B], labels ``y`` long [B];
+    - unlabeled: ``x_w`` float32 [muB, 3, S, S], the weak view of rows ``idx`` long [muB];
+      ``x_s`` float32 [muB, 3, S, S], a strong view of the same rows: a flip + crop of its own,
+      then RandAugment + Cutout; with two strong views (SeMi) ``x_s2``, drawn as ``x_s`` is and
+      independently of it. No label.
+    - eval: ``x`` float32 [n, 3, S, S] not augmented, ``y`` and ``idx`` long [n].
+
+    Images are normalised with the dataset's mean and std and resized to S when they are not S.
+    ``crop`` is the backend's ``Streams.crop``: the flip + crop still to draw here, per view. The
+    kind of crop is the backend's: a reflect-padded crop, except FFCV's random-resized crop of
+    JPEG images.
+    """
+
+    def __init__(self, dataset: str, device, augmenter: Augmenter, image_size: int,
+                 crop: Callable[[torch.Tensor], torch.Tensor]):
         self.mean, self.std = STATS[dataset]
-        self.device, self.aug, self.size = torch.device(device), augmenter, image_size
+        self.device, self.aug, self.size, self.crop = torch.device(device), augmenter, image_size, crop
 
     def _norm(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 [n,3,H,W] anywhere -> float32 [n,3,S,S] normalised on the device (``normalize``
@@ -179,32 +142,26 @@ class Views:
         # Always a copy: FFCV recycles its output buffers, and the loop keeps ``idx`` a while.
         return t.to(self.device, torch.long, non_blocking=True, copy=True)
 
-    def labeled(self, x, y, idx, weak_done: bool) -> dict:
-        x = x.to(self.device, non_blocking=True)
-        x = x if weak_done else self.aug.weak(x)
+    def _on_device(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each distinct tensor copied once: the torch backend hands one batch for every view."""
+        moved = {id(v): v.to(self.device, non_blocking=True) for v in views}
+        return [moved[id(v)] for v in views]
+
+    def labeled(self, x, y, idx) -> dict:
+        x = self.crop(x.to(self.device, non_blocking=True))
         return {"x": self._norm(x), "y": self._long(y), "idx": self._long(idx)}
 
-    def unlabeled(self, x_w, x_s, idx, weak_done: bool, strong_views: int = 1) -> dict:
-        """``strong_views`` = 2 adds ``x_s2`` (SeMi): its own flip/crop on the torch path; on the FFCV
-        path it shares the strong view's crop and draws its own RandAugment + Cutout."""
-        x_w, x_s = x_w.to(self.device, non_blocking=True), x_s.to(self.device, non_blocking=True)
-        raw = x_s
-        if not weak_done:
-            x_w, x_s = self.aug.weak(x_w), self.aug.weak(raw)
-        out = {"x_w": self._norm(x_w), "x_s": self._norm(self.aug.strong(x_s)),
-               "idx": self._long(idx)}
-        if strong_views == 2:
-            x_s2 = raw if weak_done else self.aug.weak(raw)
-            out["x_s2"] = self._norm(self.aug.strong(x_s2))
+    def unlabeled(self, views: list[torch.Tensor], idx) -> dict:
+        """``views``: the weak view's image, then one per strong view (1 or 2), same rows."""
+        x_w, *strong = self._on_device(views)
+        # One generator draws every view, always in this order (the weak view's crop, then per
+        # strong view its crop and its strong ops), so a seed and a resume give the same views.
+        x_w = self._norm(self.crop(x_w))
+        x_s = [self._norm(self.aug.strong(self.crop(x))) for x in strong]
+        out = {"x_w": x_w, "x_s": x_s[0], "idx": self._long(idx)}
+        if len(x_s) == 2:
+            out["x_s2"] = x_s[1]
         return out
 
     def eval(self, x, y, idx) -> dict:
         return {"x": self._norm(x), "y": self._long(y), "idx": self._long(idx)}
-
-
-def data_path(root: Path, split: str, suffix: str) -> Path:
-    path = root / f"{split}.{suffix}"
-    if not path.is_file():
-        raise UserError(f"missing prepared file {path} — run python -m daso_ray.prepare with "
-                        f"--out {root}" + (" on a machine with FFCV" if suffix == "beton" else ""))
-    return path

@@ -1,9 +1,9 @@
 """The portable copy of a prepared split: one Arrow IPC file, read memory-mapped.
 
-It serves the torch DataLoader fallback (machines where FFCV cannot build) and the hidden
-unlabeled labels for pseudo-label diagnostics. Columns: ``label`` int64, ``index`` int64 and
-either ``pixels`` (fixed-size binary, H*W*3 raw uint8, for 32/96-px sources) or ``jpeg``
-(binary, for 224-px image-file sources).
+It holds the labels every split is built from, serves the torch DataLoader fallback (machines
+where FFCV cannot build) and the hidden unlabeled labels for pseudo-label diagnostics. Columns:
+``label`` int64, ``index`` int64 and either ``pixels`` (fixed-size binary, H*W*3 raw uint8, for
+32/96-px sources) or ``jpeg`` (binary, for 224-px image-file sources).
 """
 
 from __future__ import annotations
@@ -95,3 +95,28 @@ class Store:
             else:
                 with Image.open(io.BytesIO(self.jpeg(i))) as im:
                     yield np.asarray(im.convert("RGB"))
+
+
+def data_path(root: Path, split: str, suffix: str) -> Path:
+    """``root/<split>.<suffix>`` (``arrow`` or ``beton``) of a prepared folder; a missing file
+    is a UserError that says how to write it."""
+    path = root / f"{split}.{suffix}"
+    if not path.is_file():
+        raise UserError(f"missing prepared file {path} — run python -m daso_ray.prepare with "
+                        f"--out {root}" + (" on a machine with FFCV" if suffix == "beton" else ""))
+    return path
+
+
+class Stores:
+    """The Arrow stores of one prepared folder by split name, each opened on first use and then
+    shared: the split is built from their labels, and the torch backend and the hidden labels of
+    U read the same objects (the label column is read once per run, not once per reader)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self._open: dict[str, Store] = {}
+
+    def __call__(self, split: str) -> Store:
+        if split not in self._open:
+            self._open[split] = Store(data_path(self.root, split, "arrow"))
+        return self._open[split]
