@@ -50,7 +50,8 @@ class DataConfig(Strict):
     imb_ratio_l: float = Field(100.0, ge=1.0)  # gamma_l
     imb_ratio_u: float = Field(100.0, ge=1.0)  # gamma_u; reversal is the scenario, never < 1
     num_valid: int = Field(5000, ge=0)  # class-balanced validation hold-out
-    seed_split: int = Field(0, ge=0)  # seed.split of specs/daso.md §2.5
+    # Picks the subsets; run.seed drives the rest. ytaek-oh/daso's one SEED does both (set them equal).
+    seed_split: int = Field(0, ge=0)
     unlabeled_pool: Literal["in", "in+out"] = "in"  # Semi-Aves: U_in or U_in + U_out
     batch_size: int = Field(64, ge=1)  # B (labeled)
     mu: int = Field(2, ge=1)  # unlabeled-to-labeled ratio
@@ -121,7 +122,9 @@ class OptimConfig(Strict):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     nesterov: bool = True
     weight_decay: float = Field(5e-4, ge=0.0)
-    wd_exclude_norm_bias: bool = False  # specs/daso.md §11 item 8
+    # The DASO reference decays every parameter (behind the published numbers); true drops decay on
+    # BN weights and biases, the ACR/SeMi convention.
+    wd_exclude_norm_bias: bool = False
     schedule: Literal["constant", "cosine", "warmup_multistep"] = "constant"
     warmup_iters: int = Field(0, ge=0)
     milestones: list[int] = []
@@ -133,7 +136,7 @@ class RunConfig(Strict):
     eval_period: int = Field(500, ge=1)
     checkpoint_period: int = Field(5000, ge=1)
     median_last: int = Field(20, ge=1)
-    seed: int = Field(0, ge=0)  # seed.train: init, sampling, augmentation
+    seed: int = Field(0, ge=0)  # init, sampling, augmentation (data.seed_split picks the subsets)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # bf16 autocast, CUDA only
     channels_last: bool = True  # CUDA only
@@ -141,7 +144,8 @@ class RunConfig(Strict):
     # CUDA only: deterministic kernels (cuDNN, cuBLAS, scatter) for bit-reproducible runs and
     # resumes; off, cuDNN benchmarks kernels for the fixed shapes and TF32 matmuls are allowed.
     deterministic: bool = False
-    sync_bn: bool = True  # SyncBatchNorm across data-parallel ranks on CUDA (specs/daso.md §6.1)
+    # SyncBatchNorm across data-parallel ranks on CUDA: BN sees the whole global batch, as in one process.
+    sync_bn: bool = True
     out_dir: str = "runs/default"
 
 
@@ -254,7 +258,10 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
-    """A plain, JSON/YAML-serialisable dict (what Tune and export carry)."""
+    """A plain, JSON/YAML-serialisable dict (what Tune and export carry). The algorithm sections
+    join the model first: a Config unpickled in a fresh process (a Ray task) holds its sections,
+    but its class would not dump them yet."""
+    config_model()
     return cfg.model_dump(mode="json")
 
 

@@ -82,3 +82,18 @@ def test_a_validator_error_names_its_key_once():
     with pytest.raises(UserError) as err:
         validate({"data": {"scenario": "uniform", "imb_ratio_u": 5}})
     assert str(err.value).startswith("config: data.imb_ratio_u: scenario 'uniform' needs")
+
+
+def test_a_config_unpickled_in_a_fresh_process_keeps_its_algorithm_section(tmp_path):
+    """What a Ray task receives: a pickled Config in a process that never validated one."""
+    import pickle
+    import subprocess
+    import sys
+
+    cfg = from_dict({"algorithm": {"name": "daso", "daso": {"queue_length": 8}}})
+    (tmp_path / "cfg.pkl").write_bytes(pickle.dumps(cfg))
+    code = ("import pickle, sys; from daso_ray.config import to_dict; "
+            "print(to_dict(pickle.load(open(sys.argv[1], 'rb')))['algorithm']['daso']['queue_length'])")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "cfg.pkl")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "8", out.stderr

@@ -9,7 +9,7 @@ name through :mod:`daso_ray.registry`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -30,7 +30,7 @@ class Context:
     iterations: int  # T_max
     device: torch.device
     seed: int = 0
-    dist: Collective = LOCAL  # data-parallel collectives; identities in a single process (§6.1)
+    dist: Collective = LOCAL  # data-parallel collectives; identities in a single process (daso_ray.dist)
 
     log_prior: torch.Tensor = field(init=False, repr=False)  # log π_l, float [K] on ``device``
 
@@ -52,12 +52,13 @@ class Nets:
 class StepOut:
     loss: torch.Tensor  # scalar, what the loop back-propagates
     logs: dict[str, torch.Tensor] = field(default_factory=dict)  # scalars, averaged per report
-    pl: torch.Tensor | None = None  # long [muB]: final pseudo-label argmax, for diagnostics (§9.4)
+    pl: torch.Tensor | None = None  # long [muB]: final pseudo-label argmax, for the pl/* diagnostics
 
 
 @dataclass
 class Parts:
-    """One forward pass over [x_l; u_w; u_s(; u_s2)] split back per view (specs/daso.md §6 step 3)."""
+    """One forward pass over [x_l; u_w; u_s(; u_s2)] split back per view: BN statistics cover the whole
+    batch, nothing is interleaved (as in ytaek-oh/daso, ``lib/algorithm/fixmatch.py``)."""
 
     logits_l: torch.Tensor  # [B, K]
     feat_l: torch.Tensor  # [B, D]
@@ -88,6 +89,9 @@ class Algorithm:
     name = "base"
     section: type[Strict] | None = None
     scaled_keys: tuple[str, ...] = ()
+    # Config keys (dotted) that change nothing in the first pretrain_iters(cfg) iterations: runs
+    # that differ only in them fork from one shared warm-up (daso_ray.engine.warmup).
+    fork_keys: tuple[str, ...] = ()
     uses_unlabeled = True
     strong_views = 1
     balanced_head = False
@@ -105,6 +109,22 @@ class Algorithm:
         """Iterations during which ``cfg`` trains exactly as the base learner (DASO's P), whatever
         this algorithm's own keys: a verification comparing configs must run past them."""
         return 0
+
+    @classmethod
+    def superset(cls, cfg: Config, domains: dict[str, list]) -> dict[str, Any]:
+        """Overrides ({dotted key: value}) that make a warm-up of ``cfg`` keep the state every run
+        needs whose fork keys take values in ``domains`` ({dotted key: candidate values})."""
+        return {}
+
+    @classmethod
+    def superset_problem(cls, cfg: Config, warm: Config) -> str | None:
+        """Why a run of ``cfg`` cannot rebuild its state from a warm-up of ``warm`` (None: it can)."""
+        return None
+
+    def from_warmup(self, state: dict, step: int) -> dict:
+        """This run's own state (as :meth:`state_dict` gives it) at iteration ``step``, rebuilt
+        from a warm-up's; the base learner's state is the same for every fork key."""
+        return state
 
     def step(self, batch: dict, t: int, nets: Nets) -> StepOut:
         raise NotImplementedError
@@ -125,13 +145,15 @@ class Algorithm:
 
 
 def labeled_ce(logits_l: torch.Tensor, y: torch.Tensor, log_prior: torch.Tensor, tau: float):
-    """L_s = mean CE(z + τ_LA log π_l, y) (peers.md §3; τ_LA = 0 is plain CE)."""
+    """L_s = mean CE(z + τ_LA log π_l, y) (logit adjustment, Menon et al., ICLR 2021, as
+    ytaek-oh/daso ``lib/algorithm/fixmatch.py`` applies it for FixMatch+LA; τ_LA = 0 is plain CE)."""
     if tau:
         logits_l = logits_l + tau * log_prior
     return nn.functional.cross_entropy(logits_l, y)
 
 
 def masked_hard_ce(logits_s: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """(1/μB) Σ w_u CE(z_s, ŷ): divided by the FULL unlabeled batch, not by the mask count (§6 step 8)."""
+    """(1/μB) Σ w_u CE(z_s, ŷ): divided by the FULL unlabeled batch, not by the mask count
+    (FixMatch, Sohn et al., NeurIPS 2020, Sec. 2.2; ytaek-oh/daso ``lib/algorithm/fixmatch.py``)."""
     ce = nn.functional.cross_entropy(logits_s, target, reduction="none")
     return (ce * weight).sum() / len(logits_s)

@@ -20,6 +20,7 @@ from daso_ray.algorithms.daso_parts import (
     semantic_logits,
     semantic_pl,
 )
+from daso_ray.algorithms.daso_warmup import dist_state, queue_state
 from daso_ray.algorithms.fixmatch import FixMatch
 from daso_ray.registry import Strict, register
 
@@ -38,6 +39,10 @@ class DasoConfig(Strict):
     proto_normalize: bool = False  # prototypes = mean of unit-norm features (not the paper's)
     balanced_queue: bool = True  # false: per-class capacity 5 N_k (Table 7 ablation)
     queue_encoder: Literal["ema", "online"] = "ema"  # Table 7 ablation
+    # Iterations of per-iteration argmax counts (and the queue's per-class arrivals) kept so runs
+    # with another m-hat period or a shorter queue fork from this run at P: set by a shared
+    # warm-up (daso_ray.engine.warmup); 0 keeps nothing.
+    fork_history: int = Field(0, ge=0)
 
 
 def resolved_t_dist(cfg) -> float:
@@ -57,6 +62,11 @@ class DASO(FixMatch):
     name = "daso"
     section = DasoConfig
     scaled_keys = ("pretrain_iters", "dist_update_period")
+    # Read from P on only (Eq. 2-4, the m-hat blend), or state rebuilt exactly at P (the queue of
+    # length L, m-hat of period d: see daso_warmup).
+    fork_keys = tuple(f"algorithm.daso.{k}" for k in (
+        "t_proto", "queue_length", "lambda_align", "dist_update_period", "t_dist", "dist_aware",
+        "interp_alpha", "fork_history"))
 
     @classmethod
     def check_config(cls, cfg) -> None:
@@ -73,6 +83,28 @@ class DASO(FixMatch):
     def pretrain_iters(cls, cfg) -> int:
         return cfg.algorithm.daso.pretrain_iters
 
+    @classmethod
+    def superset(cls, cfg, domains):
+        """The warm-up keeps the largest L and the counts of twice the longest m-hat period."""
+        lengths = [cfg.algorithm.daso.queue_length, *domains.get("algorithm.daso.queue_length", [])]
+        periods = [cfg.algorithm.daso.dist_update_period,
+                   *domains.get("algorithm.daso.dist_update_period", [])]
+        return {"algorithm.daso.queue_length": int(max(lengths)),
+                "algorithm.daso.fork_history": 2 * int(max(periods))}
+
+    @classmethod
+    def superset_problem(cls, cfg, warm):
+        mine, kept = cfg.algorithm.daso, warm.algorithm.daso
+        if mine.balanced_queue and mine.queue_length > kept.queue_length:
+            return (f"algorithm.daso.queue_length {mine.queue_length} > the warm-up's "
+                    f"{kept.queue_length}")
+        period = mine.dist_update_period
+        need = period + mine.pretrain_iters % period  # the last complete window and the running one
+        if need > kept.fork_history:
+            return (f"algorithm.daso.dist_update_period {period} needs the last {need} "
+                    f"iterations' counts; the warm-up kept {kept.fork_history}")
+        return None
+
     def __init__(self, cfg, ctx):
         super().__init__(cfg, ctx)
         daso, k = cfg.algorithm.daso, ctx.num_classes
@@ -82,13 +114,13 @@ class DASO(FixMatch):
         self.queue: FeatureQueue | None = None  # built at the first push (D from the backbone)
         self._cap = cap
         self.dist = PLDistribution(k, daso.dist_update_period, ctx.iterations, ctx.device,
-                                   reduce=ctx.dist.all_sum)
+                                   reduce=ctx.dist.all_sum, keep=daso.fork_history)
         self._q_w: torch.Tensor | None = None
 
     def _new_queue(self, dim: int) -> FeatureQueue:
         daso = self.cfg.algorithm.daso
         return FeatureQueue(self.ctx.num_classes, dim, self._cap, self.ctx.device,
-                            daso.proto_normalize)
+                            daso.proto_normalize, track=daso.fork_history > 0)
 
     def _active(self, t: int) -> bool:
         return t >= self.cfg.algorithm.daso.pretrain_iters
@@ -168,6 +200,16 @@ class DASO(FixMatch):
         ``protos`` [K, D]; "dist": m̂'s ``hist``/``window`` [K]} — the reference saves neither."""
         return {"queue": None if self.queue is None else self.queue.state_dict(),
                 "dist": self.dist.state_dict()}
+
+    def from_warmup(self, state, step):
+        """The queue of this run's L and m-hat of its period at ``step``, from a warm-up that kept
+        a superset (``fork_history``); bit-identical to this run's own at ``step``."""
+        own = dict(state)
+        if state["queue"] is not None:
+            own["queue"] = queue_state(state["queue"], self._cap, FeatureQueue.means,
+                                       self.ctx.device)
+        own["dist"] = dist_state(state["dist"], self.cfg.algorithm.daso.dist_update_period, step)
+        return own
 
     def load_state_dict(self, state):
         """Restore :meth:`state_dict`'s output (the queue rebuilt with its saved D)."""

@@ -21,8 +21,12 @@ class FeatureQueue:
     """
 
     def __init__(self, num_classes: int, dim: int, capacity: list[int], device,
-                 normalize: bool = False):
+                 normalize: bool = False, track: bool = False):
         self.normalize = normalize  # mean of unit features instead (an option, not the paper's)
+        # track: arrivals [K, b_max + 1], steps at which a batch brought b features of class k,
+        # so a shared warm-up can rebuild a shorter queue's ring exactly (daso_warmup).
+        self.arrivals: torch.Tensor | None = None
+        self.track = track
         # capacity: Python ints, so building the queue inside a compiled step reads no tensor.
         self.capacity = torch.tensor(capacity, dtype=torch.long, device=device)  # [K]
         # [K, L + 1, D]: the ring buffers plus one spare slot that absorbs evicted writes (push).
@@ -54,9 +58,19 @@ class FeatureQueue:
             taken = torch.minimum(brought, cap)
             self.ptr = (self.ptr + taken) % cap
             self.count = torch.minimum(self.count + taken, cap)
-            filled = torch.arange(self.buf.shape[1], device=labels.device) < self.count.view(-1, 1)
-            means = (self.buf * filled.unsqueeze(2)).sum(1) / self.count.clamp_min(1).view(-1, 1)
+            means = self.means(self.buf, self.count)
             self.protos = torch.where((brought > 0).view(-1, 1), means, self.protos)
+            if self.track:
+                if self.arrivals is None:
+                    self.arrivals = torch.zeros(k, labels.numel() + 1, dtype=torch.long,
+                                                device=labels.device)
+                self.arrivals[torch.arange(k, device=labels.device), brought] += 1
+
+    @staticmethod
+    def means(buf: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        """Prototypes [K, D]: the mean of each ring's ``count`` filled slots of ``buf`` [K, L, D]."""
+        filled = torch.arange(buf.shape[1], device=buf.device) < count.view(-1, 1)
+        return (buf * filled.unsqueeze(2)).sum(1) / count.clamp_min(1).view(-1, 1)
 
     @property
     def buf(self) -> torch.Tensor:
@@ -74,14 +88,18 @@ class FeatureQueue:
         return self.buf[k, (start + torch.arange(n, device=self.buf.device)) % cap]
 
     def state_dict(self) -> dict:
-        return {"buf": self.buf.clone(), "count": self.count.clone(), "ptr": self.ptr.clone(),
-                "protos": self.protos.clone()}
+        out = {"buf": self.buf.clone(), "count": self.count.clone(), "ptr": self.ptr.clone(),
+               "protos": self.protos.clone()}
+        if self.arrivals is not None:
+            out["arrivals"] = self.arrivals.clone()
+        return out
 
     def load_state_dict(self, s: dict) -> None:
         dev = self._store.device
         buf = s["buf"].to(dev)
         self._store = torch.cat([buf, torch.zeros_like(buf[:, :1])], dim=1)
         self.count, self.ptr, self.protos = (s[k].to(dev) for k in ("count", "ptr", "protos"))
+        self.arrivals = s["arrivals"].to(dev) if "arrivals" in s else None
 
 
 def semantic_logits(z: torch.Tensor, protos: torch.Tensor, t_proto: float) -> torch.Tensor:
@@ -104,11 +122,15 @@ def semantic_pl(z: torch.Tensor, protos: torch.Tensor, t_proto: float) -> torch.
 class PLDistribution:
     """h (the last refreshed window) and the running window counts, both long [K] (§5.5)."""
 
-    def __init__(self, num_classes: int, period: int, iterations: int, device, reduce=None):
+    def __init__(self, num_classes: int, period: int, iterations: int, device, reduce=None,
+                 keep: int = 0):
         self.period, self.iterations = period, iterations
         self.reduce = reduce or (lambda t: t)  # all-reduce (sum) over data-parallel ranks, §6.1
         self.hist = torch.zeros(num_classes, dtype=torch.long, device=device)
         self.window = torch.zeros(num_classes, dtype=torch.long, device=device)
+        # keep > 0: the last ``keep`` iterations' counts [keep, K], iteration t in row t % keep,
+        # from which a shared warm-up rebuilds m-hat for any period (daso_warmup).
+        self.recent = torch.zeros(keep, num_classes, dtype=torch.long, device=device) if keep else None
 
     def observe(self, pred: torch.Tensor, t: int) -> None:
         """Count the final argmax of EVERY unlabeled sample (no threshold); refresh when due.
@@ -118,6 +140,9 @@ class PLDistribution:
         # scatter_add into the fixed [K] window: bincount's output size depends on the data,
         # which would make every step wait on the GPU.
         self.window.scatter_add_(0, pred, torch.ones_like(pred))
+        if self.recent is not None:
+            counts = torch.zeros_like(self.window).scatter_add_(0, pred, torch.ones_like(pred))
+            self.recent[t % self.recent.shape[0]] = counts
         if (t + 1) % self.period == 0 and t + 1 < self.iterations:
             self.hist = self.reduce(self.window).clone()  # the window of the GLOBAL batch (§6.1)
             self.window.zero_()
@@ -129,10 +154,15 @@ class PLDistribution:
         return (m / m.max().clamp_min(torch.finfo(torch.float64).tiny)).float()
 
     def state_dict(self) -> dict:
-        return {"hist": self.hist.clone(), "window": self.window.clone()}
+        out = {"hist": self.hist.clone(), "window": self.window.clone()}
+        if self.recent is not None:
+            out["recent"] = self.recent.clone()
+        return out
 
     def load_state_dict(self, s: dict) -> None:
         self.hist, self.window = s["hist"].to(self.hist.device), s["window"].to(self.hist.device)
+        if "recent" in s and self.recent is not None:
+            self.recent = s["recent"].to(self.hist.device)
 
 
 def blend(probs: torch.Tensor, q: torch.Tensor, upsilon_k: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ other errors (a killed worker, a lost node) reach Tune's retries.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -26,9 +27,11 @@ from pathlib import Path
 import torch
 from ray import tune
 
-from daso_ray.config import Config, to_dict
+from daso_ray.config import Config, from_dict, to_dict
 from daso_ray.engine.loop import Trainer
+from daso_ray.engine.warmup import fork, fork_problem
 from daso_ray.errors import deterministic_cause, error_lines
+from daso_ray.ray_jobs.warmups import Warmups
 from daso_ray.study.compose import compose
 from daso_ray.study.objective import aggregate, objective_names
 from daso_ray.study.spec import Scenario, SearchSpec
@@ -43,12 +46,13 @@ def _runs_dir(runs_root: str | None) -> Path:
 
 
 def single_trial(config: dict, spec: SearchSpec, base: Config, scenarios: list[Scenario],
-                 runs_root: str | None = None) -> None:
-    """Tune function trainable; ``config`` holds the sampled parameters by config path."""
+                 runs_root: str | None = None, warmups: Warmups | None = None) -> None:
+    """Tune function trainable; ``config`` holds the sampled parameters by config path.
+    ``warmups``: the study's shared warm-ups, which a fresh run forks from where it can."""
     torch.set_num_threads(max(1, int(spec.resources.cpu)))
     where = {"run": None, "step": 0}  # which run was training, and the last reported step
     with _failing_for_good(spec, where):
-        _train(config, spec, base, scenarios, _runs_dir(runs_root), where)
+        _train(config, spec, base, scenarios, _runs_dir(runs_root), where, warmups or {})
 
 
 @contextlib.contextmanager
@@ -77,7 +81,7 @@ def failed_result(spec: SearchSpec, step: int, reason: str) -> dict:
 
 
 def _train(config: dict, spec: SearchSpec, base: Config, scenarios: list[Scenario], runs: Path,
-           where: dict) -> None:
+           where: dict, warmups: Warmups) -> None:
     latest: dict[tuple[str, int], dict] = {}
     saved: dict[tuple[str, int], str] = {}
     trainers = {}
@@ -93,7 +97,8 @@ def _train(config: dict, spec: SearchSpec, base: Config, scenarios: list[Scenari
 
             trainers[key] = Trainer(cfg, runs / _run_name(key), report)
     where["run"] = None
-    _restore(trainers)
+    if not _restore(trainers):
+        _fork(trainers, warmups, spec, latest)
     first = next(iter(trainers.values()))
     period, iters = first.cfg.run.eval_period, first.cfg.run.iterations
     step = where["step"] = min(tr.step for tr in trainers.values())
@@ -117,16 +122,45 @@ def _run_name(key: tuple[str, int]) -> str:
     return f"{key[0]}__seed{key[1]}"
 
 
-def _restore(trainers: dict) -> None:
-    """A retried trial continues every run from the trial's last Tune checkpoint."""
+def _restore(trainers: dict) -> bool:
+    """A retried trial continues every run from the trial's last Tune checkpoint; False when
+    there is none (a first attempt, or a retry that died before its first checkpoint)."""
     ckpt = tune.get_checkpoint()
-    if ckpt is None:  # a first attempt, or a retry that died before its first checkpoint
+    if ckpt is None:
         for tr in trainers.values():
             (tr.run_dir / "metrics.jsonl").unlink(missing_ok=True)
-        return
+        return False
     with ckpt.as_directory() as d:
         for key, tr in trainers.items():
             tr.resume(Path(d) / _run_name(key))
+    return True
+
+
+def _fork(trainers: dict, warmups: Warmups, spec: SearchSpec, latest: dict) -> None:
+    """Start every fresh run that can from its shared warm-up (all of them or none, so the runs
+    stay in lockstep), then report the warm-up's evaluations as this trial's own: the trial's
+    record (Tune, Optuna, ASHA) is the one training from scratch would give."""
+    problems = []
+    for key, tr in trainers.items():
+        warm = warmups.get(key)
+        problem = "no shared warm-up" if warm is None else fork_problem(tr.cfg, from_dict(warm[0]))
+        if problem:
+            problems.append(f"{_run_name(key)}: {problem}")
+    if problems:
+        if warmups:
+            print(f"this trial trains from step 0 — {problems[0]}", flush=True)
+        return
+    for key, tr in trainers.items():
+        fork(tr, Path(warmups[key][1]))
+    lines = {key: _metric_lines(tr.run_dir) for key, tr in trainers.items()}
+    for step in sorted(set.intersection(*(set(m) for m in lines.values()))):
+        latest.update({key: m[step] for key, m in lines.items()})
+        tune.report(aggregate(spec.objective, latest, step))
+
+
+def _metric_lines(run_dir: Path) -> dict[int, dict]:
+    rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln]
+    return {r["step"]: r for r in rows}
 
 
 def _tune_checkpoint(runs: Path, saved: dict) -> tune.Checkpoint:

@@ -38,6 +38,7 @@ from daso_ray.config import Config
 from daso_ray.errors import UserError, error_lines
 from daso_ray.ray_jobs.searcher import BaselineASHA, StudySearch
 from daso_ray.ray_jobs.trial import ddp_trial, single_trial
+from daso_ray.ray_jobs.warmups import Warmups, train_warmups
 from daso_ray.study.compose import baseline_params, trial_iterations
 from daso_ray.study.objective import objective_names
 from daso_ray.study.space import (
@@ -55,7 +56,8 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _trainable(spec: SearchSpec, base: Config, study: str, scenarios: list, run_dir: str):
+def _trainable(spec: SearchSpec, base: Config, study: str, scenarios: list, run_dir: str,
+               warmups: Warmups):
     res = spec.resources
     # Each run's files (metrics.jsonl, checkpoints) go straight into the trial's folder of a
     # directory storage, which every node shares. (Tune's get_trial_dir() is a staging folder on
@@ -64,7 +66,7 @@ def _trainable(spec: SearchSpec, base: Config, study: str, scenarios: list, run_
     runs_root = None if storage.is_remote(run_dir) else storage.join(run_dir, study)
     if res.mode == "single":
         fn = functools.partial(single_trial, spec=spec, base=base, scenarios=scenarios,
-                               runs_root=runs_root)
+                               runs_root=runs_root, warmups=warmups)
         return tune.with_resources(_named(fn, study), {"cpu": res.cpu, "gpu": res.gpu})
     fn = functools.partial(ddp_trial, spec=spec, base=base, scenario=scenarios[0],
                            storage=storage.join(run_dir, "_train"), runs_root=runs_root)
@@ -84,7 +86,8 @@ def _named(fn: functools.partial, study: str):
     return trainable
 
 
-def _tuner(spec: SearchSpec, base: Config, study: str, scenarios: list, run_dir: str) -> tune.Tuner:
+def _tuner(spec: SearchSpec, base: Config, study: str, scenarios: list, run_dir: str,
+           warmups: Warmups) -> tune.Tuner:
     metrics, modes = objective_names(spec.objective)
     iters, baseline = trial_iterations(spec, base), baseline_params(spec, base)
     searcher = StudySearch(
@@ -99,7 +102,7 @@ def _tuner(spec: SearchSpec, base: Config, study: str, scenarios: list, run_dir:
                                  max_t=iters, grace_period=a.grace, reduction_factor=a.reduction,
                                  baseline=baseline)
     return tune.Tuner(
-        _trainable(spec, base, study, scenarios, run_dir),
+        _trainable(spec, base, study, scenarios, run_dir, warmups),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
                                     num_samples=spec.budget.num_samples,
                                     max_concurrent_trials=spec.budget.max_concurrent,
@@ -170,11 +173,13 @@ def run_study(spec: SearchSpec, base: Config, study: str, scenarios: list, run_d
         signal.signal(signal.SIGUSR1, lambda *_: stop.append(True))
         Path(pid_dir, f"{study}.pid").write_text(str(os.getpid()))
     path = storage.join(run_dir, study)
-    trainable = _trainable(spec, base, study, scenarios, run_dir)
+    # The study's first tasks: its shared warm-ups (reused when --resume finds them finished).
+    warmups = {} if stop else train_warmups(spec, base, study, scenarios, run_dir)
+    trainable = _trainable(spec, base, study, scenarios, run_dir, warmups)
     if resume and tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     else:
-        tuner = _tuner(spec, base, study, scenarios, run_dir)
+        tuner = _tuner(spec, base, study, scenarios, run_dir, warmups)
     print(f"== study {study}: {spec.budget.num_samples} trials (the first is the baseline), "
           f"scenarios {', '.join(s.name for s in scenarios)}", flush=True)
     if stop:

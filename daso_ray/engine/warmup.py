@@ -1,0 +1,128 @@
+"""Shared warm-up: train the steps every trial of a study has in common once, fork every trial
+from it (issue 16).
+
+An algorithm declares which config keys change nothing before its first ``shared_steps(cfg)``
+iterations (``Algorithm.fork_keys``; DASO: its post-P parameters) and how to rebuild its own state
+from a warm-up that kept a superset (``Algorithm.superset`` / ``from_warmup``). A run whose config
+equals the warm-up's outside those keys resumes from the warm-up's checkpoint at that step instead
+of training it again — bit-identical to training from scratch (tests/test_shared_warmup.py).
+
+The rule for when a run cannot share (:func:`fork_problem`): another algorithm or one that
+declares no shared steps; any difference outside ``fork_keys`` (data, model, optimiser, seeds,
+iterations, P itself, ...); data-parallel ranks (the per-rank m-hat window is not rebuilt); a
+shared prefix that is not a multiple of ``run.eval_period`` or not shorter than the run; a
+superset too small for the run's own values. Such a run trains from scratch, and says why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from daso_ray.config import Config, from_dict, get_path, set_path, to_dict
+from daso_ray.engine import checkpoint
+from daso_ray.files import atomic_write_text
+from daso_ray.registry import algorithms
+
+MARKER = "warmup.json"  # written last: a warm-up without it is unfinished (resumed, never used)
+
+
+def shared_steps(cfg: Config) -> int:
+    """Iterations every run with ``cfg``'s non-fork keys computes alike (0: nothing to share)."""
+    return algorithms()[cfg.algorithm.name].pretrain_iters(cfg)
+
+
+def warmup_config(cfg: Config, domains: dict[str, list]) -> Config:
+    """The warm-up of runs that differ from ``cfg`` only in fork keys taking values in ``domains``
+    ({dotted key: candidate values, e.g. a range's ends}): ``cfg`` with the superset state its
+    algorithm needs to serve every one of them (DASO: the largest L, counts for the longest
+    period)."""
+    raw = to_dict(cfg)
+    for key, value in algorithms()[cfg.algorithm.name].superset(cfg, domains).items():
+        set_path(raw, key, value)
+    return from_dict(raw)
+
+
+def fork_problem(cfg: Config, warm: Config, world: int = 1) -> str | None:
+    """Why a run with ``cfg`` cannot fork from a warm-up trained with ``warm`` (None: it can)."""
+    algo = algorithms()[cfg.algorithm.name]
+    steps = shared_steps(cfg)
+    if cfg.algorithm.name != warm.algorithm.name or steps <= 0:
+        return f"{cfg.algorithm.name} shares no steps with the warm-up"
+    if world > 1:
+        return "data-parallel runs do not fork (each rank's m-hat window is its own)"
+    if steps % cfg.run.eval_period or steps >= cfg.run.iterations:
+        return (f"the shared prefix ({steps} iterations) must be a multiple of run.eval_period "
+                f"({cfg.run.eval_period}) and shorter than run.iterations ({cfg.run.iterations})")
+    mine, theirs = _without(to_dict(cfg), algo.fork_keys), _without(to_dict(warm), algo.fork_keys)
+    if mine != theirs:
+        return f"it differs from the warm-up in {', '.join(_differences(mine, theirs))}"
+    return algo.superset_problem(cfg, warm)
+
+
+def digest(cfg: Config) -> str:
+    return hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()
+
+
+def train_warmup(cfg: Config, out: Path) -> Path:
+    """Train ``cfg`` to its shared steps in ``out`` and checkpoint there; returns that checkpoint.
+    A finished warm-up of the same config is reused, an unfinished one resumed."""
+    from daso_ray.engine.loop import Trainer
+
+    out, steps = Path(out), shared_steps(cfg)
+    done = finished(out, cfg)
+    if done is not None:
+        return done
+    trainer = Trainer(cfg, out)
+    if checkpoint.latest(out) is not None:
+        trainer.resume(out)
+    trainer.advance(steps)
+    ckpt = checkpoint.save(out, steps, trainer.state_dict())
+    atomic_write_text(out / MARKER, json.dumps({"digest": digest(cfg), "step": steps,
+                                                "checkpoint": ckpt.name}))
+    return ckpt
+
+
+def finished(out: Path, cfg: Config) -> Path | None:
+    """The checkpoint of a finished warm-up of ``cfg`` in ``out`` (None if there is none)."""
+    marker = Path(out) / MARKER
+    if not marker.is_file():
+        return None
+    info = json.loads(marker.read_text())
+    ckpt = Path(out) / "checkpoints" / info["checkpoint"]
+    return ckpt if info["digest"] == digest(cfg) and (ckpt / checkpoint.STATE).is_file() else None
+
+
+def fork(trainer, ckpt: Path) -> None:
+    """Start ``trainer`` (fresh) from a warm-up checkpoint: its state at the shared step, the
+    algorithm's own state rebuilt from the superset, the warm-up's metric lines up to that step."""
+    state = dict(checkpoint.load(ckpt))
+    step = int(state["step"])
+    state["algorithm"] = trainer.algo.from_warmup(state["algorithm"], step)
+    trainer.load_state_dict(state)
+    lines = (ckpt.parent.parent / "metrics.jsonl").read_text().splitlines()
+    kept = [ln for ln in lines if ln and json.loads(ln)["step"] <= step]
+    trainer.run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(trainer.run_dir / "metrics.jsonl", "".join(ln + "\n" for ln in kept))
+
+
+def _without(raw: dict, keys: tuple[str, ...]) -> dict:
+    for key in keys:
+        head, _, leaf = key.rpartition(".")
+        parent = get_path(raw, head) if head else raw
+        if isinstance(parent, dict):
+            parent.pop(leaf, None)
+    raw.get("run", {}).pop("out_dir", None)  # where a run writes is not what it computes
+    return raw
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _differences(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}")
+    return out
