@@ -15,7 +15,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 setup: $(STAMP)
 
-# System libraries FFCV builds against (platform.md §2.2): apt-get as root, sudo otherwise.
+# System libraries FFCV 1.0.2 builds against: its setup.py probes opencv4 and libturbojpeg with
+# pkg-config and fails without them (pip's opencv-python ships no headers). apt-get as root, sudo
+# otherwise.
 system-deps:
 	@if pkg-config --exists opencv4 libturbojpeg 2>/dev/null; then \
 	  echo "system-deps: opencv4 and libturbojpeg present"; \

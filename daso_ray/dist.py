@@ -1,4 +1,5 @@
-"""Data-parallel collectives for the training loop (specs/daso.md §6.1), no Ray.
+"""Data-parallel collectives for the training loop, no Ray (docs/architecture.md, "The training
+loop").
 
 The Ray Train worker (``ray_jobs/worker.py``) has ``torch.distributed`` initialised (gloo on CPU,
 NCCL on GPU) and hands the loop a :class:`Collective`; a single process uses :data:`LOCAL`, whose
@@ -7,7 +8,7 @@ operations are identities, so the single-worker path stays bit-identical to befo
 Why gradients are averaged by hand instead of wrapping the model in ``DistributedDataParallel``:
 algorithms reach into submodules (SeMi's balanced head ``model.fc_bal``, DASO's EMA encoder) and the
 model may be ``torch.compile``d; a wrapper would hide both. One flat all-reduce per step after
-``backward`` gives DDP's averaging (§6.1: local losses divided by local batch sizes, then the mean
+``backward`` gives DDP's averaging (local losses divided by local batch sizes, then the mean
 over workers reproduces the global normalisation).
 """
 

@@ -49,11 +49,6 @@ def register(cls: type) -> type:
     return cls
 
 
-def unregister(name: str) -> None:
-    """Forget the algorithm ``name`` (a test's toy, after the test)."""
-    _REGISTRY.pop(name, None)
-
-
 def algorithms() -> dict[str, type]:
     """Every registered algorithm by name."""
     _import_package()

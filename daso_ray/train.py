@@ -3,8 +3,8 @@
 Trains locally (no Ray) and writes, under ``run.out_dir`` (or ``--out``): ``config.yaml`` (the
 validated config), ``checkpoints/``, ``metrics.jsonl`` (one line per evaluation) and
 ``results.json`` (final metrics, median-20, the config). With ``--seeds N`` seed i in 0..N-1 sets both
-``run.seed`` and ``data.seed_split`` (specs/daso.md §2.5) in ``<out>/seed_<i>/``, and
-``<out>/results.json`` holds mean ± std over the seeds. On a terminal a progress line
+``run.seed`` and ``data.seed_split`` (equal, as ytaek-oh/daso's single SEED does) in
+``<out>/seed_<i>/``, and ``<out>/results.json`` holds mean ± std over the seeds. On a terminal a progress line
 (``[  120/1000] 12.3 it/s, ETA 71 s``) is redrawn in place between evaluations; piped to a file
 or a CI log, stdout gets the evaluation lines only.
 """
@@ -27,7 +27,10 @@ from daso_ray.files import atomic_write_text
 from daso_ray.metrics import SUMMARY_KEYS
 
 
-def run_one(cfg: Config, out: Path, resume: Path | None = None, report=None) -> dict:
+def run_one(cfg: Config, out: Path, resume: Path | None = None, report=None,
+            warmup: Path | None = None) -> dict:
+    """Train (or continue) one run in ``out``; its results.json content. ``warmup``: a shared
+    warm-up's checkpoint a fresh run starts from (engine.warmup.fork; the caller checked it)."""
     from daso_ray.engine import checkpoint
     from daso_ray.engine.loop import Trainer
 
@@ -40,6 +43,11 @@ def run_one(cfg: Config, out: Path, resume: Path | None = None, report=None) -> 
     trainer = Trainer(cfg, out, report or _print_report(cfg, progress))
     if progress is not None:
         trainer.on_step = progress.update
+    if resume is None and warmup is not None:
+        from daso_ray.engine.warmup import fork
+
+        fork(trainer, warmup)
+        print(f"{out}: starts at iteration {trainer.step} from the shared warm-up {warmup}")
     if resume is not None:
         trainer.resume(resume)  # the checkpoint is read once, here
         if trainer.step >= cfg.run.iterations and (out / "results.json").is_file():

@@ -1,4 +1,5 @@
-"""Equivalences and state rules of the algorithms (DESIGN.md principle 10)."""
+"""Equivalences and state rules of the algorithms: each pins something that went wrong elsewhere
+(DASO before its pre-train steps == FixMatch, DebiasPL with λ = 0 == FixMatch, ...)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def test_debiaspl_with_lambda_zero_equals_fixmatch(digits_root, tmp_path):
 
 
 def test_debiaspl_prior_moves_away_from_uniform(digits_root, tmp_path):
-    """USB's port averages over all elements, so its p̄ stays exactly 1/K (peers.md §5.5)."""
+    """USB's port averages over all elements, so its p̄ stays exactly 1/K (microsoft/Semi-supervised-learning
+    ``semilearn/imb_algorithms/debiaspl``; docs/algorithms.md, "DebiasPL")."""
     cfg = tiny_config(digits_root, "debiaspl", tmp_path / "dp", algorithm={"debiaspl": {"qhat_m": 0.5}})
     dp = train(cfg, tmp_path / "dp")
     q = dp.algo.qhat
@@ -167,7 +169,8 @@ def test_other_algorithms_train_and_change_weights(digits_root, tmp_path, name):
 
 
 def test_reference_train_bn_mode_touches_only_the_ema(digits_root, tmp_path):
-    """specs/daso.md §11 item 2: [C]'s train-mode queue forward rewrites the EMA BN buffers."""
+    """ytaek-oh/daso runs the queue forward in train mode, which rewrites the EMA BN buffers
+    (docs/algorithms.md, DASO deviation 2)."""
     daso = {"pretrain_iters": 100, "dist_update_period": 4}
     ev = train(tiny_config(digits_root, "daso", tmp_path / "e", algorithm={"daso": daso}), tmp_path / "e")
     ref = train(tiny_config(digits_root, "daso", tmp_path / "r",

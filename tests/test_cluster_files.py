@@ -1,4 +1,5 @@
-"""cluster.yaml and cluster.local.yaml pass Ray's own autoscaler validator (platform.md §3.10) and
+"""cluster.yaml and cluster.local.yaml pass Ray's own autoscaler validator (``prepare_config`` +
+``validate_config`` from ``ray.autoscaler._private.util``) and
 keep the security promises of README "Cluster workflow"."""
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def test_aws_node_types():
     assert len(gpu_types) == 2
     assert all(types[t]["min_workers"] <= types[t]["max_workers"] for t in gpu_types)
     assert sum(types[t]["max_workers"] for t in gpu_types) <= cfg["max_workers"]
-    for t in types.values():  # §3.10: node resources are integers, fractions go in trial requests
+    for t in types.values():  # the schema wants integers; fractions go in trial requests
         assert all(isinstance(v, int) for v in t["resources"].values())
 
 

@@ -1,7 +1,7 @@
 """`ray up` end to end on loopback (marker ``cluster``; run with ``make test-cluster``).
 
 An sshd on 127.0.0.1:22 stands in for two machines: the head at 127.0.0.1 and a worker at
-127.0.0.2 (platform.md §3.10). The config is cluster.local.yaml with only what one host needs
+127.0.0.2. The config is cluster.local.yaml with only what one host needs
 changed: addresses, the SSH key, the installed venv instead of a fresh install, and the worker's own
 node IP and temp dir. Then the README workflow: `ray up`, `ray dashboard` (SSH tunnel), `ray job
 submit --working-dir .` of the digits smoke search, polling the dashboard's REST API with the token
@@ -76,7 +76,7 @@ def loopback_config(key: Path, work: Path, worker_tmp: Path) -> dict:
     ray = f"{remote}/.venv/bin/ray"
     cfg["head_start_ray_commands"] = [c.replace("~/daso_ray/.venv/bin/ray", ray)
                                       for c in cfg["head_start_ray_commands"]]
-    # One host: the worker gets its own IP and temp dir and must not `ray stop` the head (§3.10).
+    # One host: the worker gets its own IP and temp dir and must not `ray stop` the head.
     cfg["worker_start_ray_commands"] = [
         c.replace("~/daso_ray/.venv/bin/ray", ray) + f" --node-ip-address=127.0.0.2 --num-cpus=2"
         f" --temp-dir={worker_tmp}" for c in cfg["worker_start_ray_commands"]

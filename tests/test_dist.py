@@ -1,5 +1,6 @@
 """Data-parallel collectives on two real gloo processes (no Ray): rank order, sums, and that
-averaged gradients equal the gradient of the global batch (specs/daso.md §6.1)."""
+averaged gradients equal the gradient of the global batch (what DDP's averaging
+gives when local losses are divided by local batch sizes)."""
 
 from __future__ import annotations
 

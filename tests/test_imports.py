@@ -1,8 +1,8 @@
-"""Import boundaries: Ray lives only in ``daso_ray/ray_jobs/``. The search domain
-(``daso_ray/study/``) and the entry points that read a finished run (export, report, pipeline)
-import neither ``ray`` nor ``daso_ray.ray_jobs`` — checked on each module's syntax tree, so a
-lazy import inside a function counts too. Algorithm files never import the config, which finds
-them through the registry; importing the config imports no torch."""
+"""Import boundaries: Ray lives only in ``daso_ray/ray_jobs/`` — no other module of the package
+imports ``ray``. The search domain (``daso_ray/study/``) and the entry points that read a finished
+run (export, report, pipeline) do not import ``daso_ray.ray_jobs`` either. Both are checked on each
+module's syntax tree, so a lazy import inside a function counts too. Algorithm files never import
+the config, which finds them through the registry; importing the config imports no torch."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "daso_ray"
 RAY_FREE = sorted(PKG.glob("study/*.py")) + [PKG / n for n in ("export.py", "report.py", "pipeline.py")]
+OUTSIDE_RAY_JOBS = sorted(p for p in PKG.rglob("*.py") if "ray_jobs" not in p.relative_to(PKG).parts)
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -32,14 +33,26 @@ def tree_imports(tree: ast.AST) -> set[str]:
     return out
 
 
+def is_ray(name: str) -> bool:
+    return name == "ray" or name.startswith("ray.")
+
+
 def forbidden(name: str) -> bool:
-    return name == "ray" or name.startswith(("ray.", "daso_ray.ray_jobs"))
+    return is_ray(name) or name.startswith("daso_ray.ray_jobs")
+
+
+@pytest.mark.parametrize("path", OUTSIDE_RAY_JOBS, ids=lambda p: str(p.relative_to(PKG)))
+def test_only_ray_jobs_imports_ray(path):
+    assert len(OUTSIDE_RAY_JOBS) >= 40  # the glob found the package
+    bad = sorted(n for n in imported_modules(path) if is_ray(n))
+    assert not bad, f"{path.relative_to(PKG)} imports {bad}: Ray belongs in daso_ray/ray_jobs/"
 
 
 @pytest.mark.parametrize("path", RAY_FREE, ids=lambda p: str(p.relative_to(PKG)))
-def test_module_imports_no_ray(path):
+def test_module_imports_no_ray_jobs(path):
+    """``ray`` itself is covered by :func:`test_only_ray_jobs_imports_ray`."""
     assert len(RAY_FREE) >= 8  # the glob found the study package
-    bad = sorted(n for n in imported_modules(path) if forbidden(n))
+    bad = sorted(n for n in imported_modules(path) if n.startswith("daso_ray.ray_jobs"))
     assert not bad, f"{path.name} imports {bad}"
 
 

@@ -16,7 +16,7 @@ from daso_ray.models.wrn import WideResNet
 def test_wrn28_2_shape_and_parameter_count():
     net = WideResNet(10)
     n = sum(p.numel() for p in net.parameters())
-    assert 1_450_000 < n < 1_480_000  # "about 1.5M" (specs/daso.md §4.1)
+    assert 1_450_000 < n < 1_480_000  # "about 1.5M" (DASO paper, Oh et al., CVPR 2022)
     net.eval()
     logits, z = net(torch.randn(1, 3, 32, 32))  # batch of 1: flatten(1), not squeeze()
     assert logits.shape == (1, 10) and z.shape == (1, 128)

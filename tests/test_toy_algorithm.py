@@ -11,9 +11,10 @@ import torch
 import yaml
 from pydantic import Field
 
+from daso_ray import registry
 from daso_ray.algorithms.fixmatch import FixMatch
 from daso_ray.config import to_dict
-from daso_ray.registry import Strict, register, unregister
+from daso_ray.registry import Strict, register
 from daso_ray.train import main as train_main
 from tests.engine_helpers import tiny_config
 
@@ -36,6 +37,11 @@ class Toy(FixMatch):
 
     def summary(self):
         return {"toy_temperature": self.cfg.algorithm.toy.temperature}
+
+
+def unregister(name: str) -> None:
+    """Forget the algorithm ``name`` (the package has no use for this outside tests)."""
+    registry._REGISTRY.pop(name, None)
 
 
 @pytest.fixture

@@ -310,3 +310,33 @@ def test_cli_on_a_storage_uri_publishes_verify_json(tmp_path, capsys, monkeypatc
     assert "nothing to train" in capsys.readouterr().out
     mirror = tmp_path / "runs" / "search" / "t"
     assert v.read(run_dir) == v.read(mirror) and v.read(run_dir)["studies"]["consistent"]["n"] == 2
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_baseline_and_winner_share_one_warmup_per_seed(tmp_path, digits_root, capsys):
+    """Issue 16 in verify: a pair differing only in DASO's post-P keys trains its first P
+    iterations once per seed; each run equals the same run trained from step 0."""
+    import ray
+
+    from daso_ray.ray_jobs.verify_runs import _train, train_jobs
+
+    space = {"algorithm.daso.t_proto": {"type": "float", "low": 0.02, "high": 1.0, "log": True},
+             "algorithm.daso.queue_length": {"type": "int", "low": 2, "high": 16}}
+    base = {"algorithm.daso.t_proto": 0.05, "algorithm.daso.queue_length": 8}
+    win = {"algorithm.daso.t_proto": 0.3, "algorithm.daso.queue_length": 3}
+    run_dir = fake_run(tmp_path, {"a": (base, 80.0), "b": (win, 84.0)}, digits_root,
+                       params=space, set={"algorithm.daso.queue_length": 8})
+    plan = v.plan(run_dir, 2, smoke=True)
+    assert len(plan.jobs) == 4
+    try:
+        results = train_jobs(plan.jobs, run_dir, plan.spec.resources, num_cpus=2)
+    finally:
+        ray.shutdown()
+    warm = run_dir / "verify" / "consistent" / "warmup"
+    assert sorted(p.name for p in warm.iterdir()) == ["consistent__seed100", "consistent__seed101"]
+    assert "2 shared warm-up(s)" in capsys.readouterr().out
+    job = next(j for j in plan.jobs if j.role == "winner")
+    scratch = _train(to_dict(job.cfg), str(tmp_path / "scratch"), 1.0)
+    assert results[job.name]["eval/top1_median"] == scratch["eval/top1_median"]
+    assert results[job.name]["history"] == scratch["history"]

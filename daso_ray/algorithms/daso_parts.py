@@ -1,9 +1,11 @@
-"""DASO's components (specs/daso.md §5), shared by every base learner (§11 item 7).
+"""DASO's components (Oh et al., CVPR 2022, Sec. 3; ytaek-oh/daso ``lib/models/daso_model.py``
+and ``lib/models/feature_queue.py``), usable beside any base learner (docs/algorithms.md):
 
-- :class:`FeatureQueue` — per-class FIFO of labeled EMA features and the prototypes (§5.1);
-- :func:`semantic_pl` — q(z) = softmax(cos(z, c_k) / T_proto) (Eq. 2, §5.2);
-- :class:`PLDistribution` — m̂ from hard argmax counts in a non-overlapping window (§5.5) and the
-  distribution-aware weight υ (Eq. 3, §5.3).
+- :class:`FeatureQueue` — per-class FIFO of labeled EMA features and the prototypes c_k (Sec. 3.2);
+- :func:`semantic_pl` — q(z) = softmax(cos(z, c_k) / T_proto) (Eq. 2);
+- :class:`PLDistribution` — m̂ from hard argmax counts in a non-overlapping window of
+  ``dist_update_period`` iterations (the reference's ``update_pl_dist``) and the
+  distribution-aware weight υ (Eq. 3).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ class FeatureQueue:
     """Q_k: the most recent ``capacity[k]`` features of class k, in arrival order (ring buffer).
 
     Balanced DASO gives every class the same capacity L; the unbalanced ablation gives 5 N_k
-    (specs/daso.md §10.5, Table 7). Prototypes c_k are means of the UNnormalised features; a class
+    (the paper's Table 7 ablation). Prototypes c_k are means of the UNnormalised features; a class
     never seen keeps c_k = 0.
     """
 
@@ -120,12 +122,13 @@ def semantic_pl(z: torch.Tensor, protos: torch.Tensor, t_proto: float) -> torch.
 
 
 class PLDistribution:
-    """h (the last refreshed window) and the running window counts, both long [K] (§5.5)."""
+    """h (the last refreshed window) and the running window counts, both long [K]: m̂ = h / Σh
+    is refreshed every ``period`` iterations from hard argmax counts, not smoothed."""
 
     def __init__(self, num_classes: int, period: int, iterations: int, device, reduce=None,
                  keep: int = 0):
         self.period, self.iterations = period, iterations
-        self.reduce = reduce or (lambda t: t)  # all-reduce (sum) over data-parallel ranks, §6.1
+        self.reduce = reduce or (lambda t: t)  # all-reduce (sum) over data-parallel ranks
         self.hist = torch.zeros(num_classes, dtype=torch.long, device=device)
         self.window = torch.zeros(num_classes, dtype=torch.long, device=device)
         # keep > 0: the last ``keep`` iterations' counts [keep, K], iteration t in row t % keep,
@@ -144,7 +147,7 @@ class PLDistribution:
             counts = torch.zeros_like(self.window).scatter_add_(0, pred, torch.ones_like(pred))
             self.recent[t % self.recent.shape[0]] = counts
         if (t + 1) % self.period == 0 and t + 1 < self.iterations:
-            self.hist = self.reduce(self.window).clone()  # the window of the GLOBAL batch (§6.1)
+            self.hist = self.reduce(self.window).clone()  # the window of the GLOBAL batch
             self.window.zero_()
 
     def upsilon(self, t_dist: float) -> torch.Tensor:

@@ -1,5 +1,6 @@
-"""SeMi's balanced confidence-decay memory bank (peers.md §7.3), with the released code's defects
-fixed (§7.5 items 2–4): slots hold (feature, confidence, refreshed) together, refresh is tracked by
+"""SeMi's balanced confidence-decay memory bank (Wang et al., ACM MM 2025, arXiv 2501.06004; code
+`pywin/SeMi` ``utils_sup/memorybank.py``), with three defects of that code fixed (docs/algorithms.md,
+"SeMi", defects 2-4): slots hold (feature, confidence, refreshed) together, refresh is tracked by
 flag (not by matching confidence values), and prototypes average filled slots only.
 """
 

@@ -1,5 +1,5 @@
 """Batched weak and strong augmentation on the batch's device (FixMatch, Sohn et al., NeurIPS 2020,
-§2.3 and Table 12).
+Sec. 2.3 and Table 12).
 
 Random parameters are drawn **per sample** from a CPU ``torch.Generator`` on the host, and every op
 is applied on the batch's device to the whole sub-batch that drew it with vectorised tensor ops (no

@@ -2,7 +2,8 @@
 
 FFCV has no reflect-pad crop (its RandomTranslate fills with a constant) and no RandAugment, so the
 weak view is one numba Operation here, and the strong view's RandAugment + Cutout run batched on the
-device after ``ToTensor`` (platform.md §2.5).
+device after ``ToTensor``: torch modules placed before ``ToTensor`` fail in FFCV's numba pipeline
+("Cannot determine Numba type of ModuleWrapper", libffcv/ffcv#264).
 
 On a CUDA training device the train pipelines end in FFCV's ``ToDevice(non_blocking=True)``, as in
 FFCV's ImageNet example (github.com/libffcv/ffcv-imagenet, ``train_imagenet.py``): the copy runs on

@@ -56,9 +56,7 @@ def load_semi_aves_source(src: Path) -> Source:
     # Unlabeled true labels are unknown to training (no label of U may reach the loss): stored as -1.
     splits = {"train": SourceSplit(ll, paths=lp), "test": SourceSplit(tl, paths=tp),
               "unlabeled": SourceSplit(np.full(len(up), -1, dtype=np.int64), paths=up)}
-    lists = [p for p in src.glob("*.txt")]
-    return Source("semi_aves", k, [str(c) for c in range(k)], splits, inputs=lists,
-                  extra={"unlabeled_in_count": n_in})
+    return Source("semi_aves", k, [str(c) for c in range(k)], splits, extra={"unlabeled_in_count": n_in})
 
 
 def hidden(name: str) -> bool:

@@ -19,7 +19,9 @@ from torchvision.transforms.v2 import functional as TF
 from daso_ray.data.augment import Augmenter, normalize
 from daso_ray.errors import UserError
 
-STATS = {  # specs/daso.md §3.1; ImageNet statistics for the pretrained Semi-Aves backbones
+# Per-channel mean and std after ToTensor: CIFAR/STL as ytaek-oh/daso ``lib/dataset/transform``;
+# ImageNet statistics for the pretrained Semi-Aves backbones (and user folders).
+STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
     "stl10": ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
@@ -33,7 +35,8 @@ EVAL_DEVICE_BUDGET = 2 << 30  # bytes per eval set kept on a CUDA device (CIFAR 
 class PassSampler:
     """Infinite batches of indices: a fresh seeded permutation per pass, passes concatenated.
 
-    The position is a single counter, so a checkpoint restores it exactly (§11 item 11). With
+    The position is a single counter, so a checkpoint restores it exactly (the reference code
+    pre-builds whole-run index lists from the global RNG instead). With
     ``world_size`` > 1 each rank takes its contiguous share of every global batch.
     """
 

@@ -1,8 +1,10 @@
-"""Long-tailed labeled/unlabeled splits: pure numpy, seed -> indices (specs/daso.md §2).
+"""Long-tailed labeled/unlabeled splits: pure numpy, seed -> indices (the CISSL benchmarks
+of DASO, Oh et al., CVPR 2022, Sec. 4.1 and App. C.1).
 
-Reproduces the reference construction bit for bit (§2.3): every step makes its own fresh
-``numpy.random.RandomState(seed)`` and writes its output in class (rank) order, and the next step
-indexes into that reordered array. Here every step maps *positions in the source split* so the
+Reproduces the construction of ytaek-oh/daso (``lib/dataset/cifar10.py``, ``cifar100.py``,
+``stl10.py``, ``utils.py``) bit for bit, so a seed gives the reference subsets: every step makes its
+own fresh ``numpy.random.RandomState(seed)`` and writes its output in class (rank) order, and the
+next step indexes into that reordered array. Here every step maps *positions in the source split* so the
 result is a set of index arrays into the prepared ``.beton`` files.
 """
 
@@ -16,7 +18,9 @@ from daso_ray.errors import UserError
 
 
 def class_counts(n_max: int, gamma: float, num_classes: int, reverse: bool = False) -> list[int]:
-    """Per-class sizes of the int-truncated exponential profile (specs/daso.md §2.1).
+    """Per-class sizes of the exponential profile N_k = N_1 · γ^(-k/(K-1)) (DASO App. C.1, after
+    Cui et al., CVPR 2019), in float64 and truncated toward zero as ytaek-oh/daso
+    ``lib/dataset/utils.py`` computes it (rounding would change tail sizes).
 
     ``count(r) = int(n_max * ((1.0 / gamma) ** (r / (K - 1.0))))`` for rank r; with
     ``reverse`` class K-1 gets rank 0. gamma <= 1 gives ``n_max`` for every class.
@@ -34,7 +38,8 @@ def _per_class(labels: np.ndarray, positions: np.ndarray, cls: int) -> np.ndarra
 
 def split_trainval(labels: np.ndarray, positions: np.ndarray, num_valid: int, num_classes: int,
                    seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Class-balanced validation hold-out (§2.3 step 2) -> (train positions, valid positions)."""
+    """Class-balanced validation hold-out (reference ``split_trainval``) -> (train positions,
+    valid positions)."""
     rng = np.random.RandomState(seed)
     per_class = num_valid // num_classes
     train, valid = [], []
@@ -48,7 +53,8 @@ def split_trainval(labels: np.ndarray, positions: np.ndarray, num_valid: int, nu
 
 def x_u_split(labels: np.ndarray, positions: np.ndarray, n_l: int, n_u: int, num_classes: int,
               seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Disjoint per-class labeled (first n_l) and unlabeled (next n_u) pools (§2.3 step 3)."""
+    """Disjoint per-class labeled (first n_l) and unlabeled (next n_u) pools (reference
+    ``x_u_split``)."""
     rng = np.random.RandomState(seed)
     lab, unl = [], []
     for c in range(num_classes):
@@ -62,7 +68,8 @@ def x_u_split(labels: np.ndarray, positions: np.ndarray, n_l: int, n_u: int, num
 def make_imbalance(labels: np.ndarray, positions: np.ndarray, n_max: int, gamma: float,
                    num_classes: int, seed: int, reverse: bool = False,
                    order: list[int] | None = None) -> np.ndarray:
-    """Keep the first count(rank) shuffled samples of each class, in rank order (§2.3 steps 4-5).
+    """Keep the first count(rank) shuffled samples of each class, in rank order (reference
+    ``make_imbalance``; run once for the labeled and once for the unlabeled pool).
 
     ``order``: the classes from rank 0 (the head) on; default class ids (reversed with ``reverse``).
     """
@@ -203,7 +210,8 @@ def _cap_unlabeled(n: int, spec: SplitSpec) -> np.ndarray:
 
 def make_split(train_labels: np.ndarray, spec: SplitSpec,
                unlabeled_labels: np.ndarray | None = None) -> Split:
-    """Build the split of specs/daso.md §2.3 from the source train labels.
+    """Build the split from the source train labels: hold-out, then labeled/unlabeled pools, then the
+    labeled and unlabeled profiles, each with a fresh RNG of the same seed (ytaek-oh/daso order).
 
     ``train_labels``: int64[N] (class ids 0..K-1). ``unlabeled_labels``: int64[M] of a separate
     unlabeled source split (STL-10, Semi-Aves, folders; -1 = unknown), or None when U is carved

@@ -95,7 +95,8 @@ class TrainData:
         side = data.image_size if self.mode == "jpeg" else self.manifest["image_shape"][0]
         self.pad = max(1, int(round(side * 0.125)))  # 4 px at 32 px (int(32 * 0.125)), 12 at 96
         self.streams = open_streams(data, self.stores, self.mode, self.pad, self.device)
-        cutout = 16 if self.mode == "raw" else side // 2  # 112 px at 224 (specs/daso.md §3.5)
+        # The DASO paper gives no Semi-Aves strong view: keep Cutout's 16/32 side ratio (112 px at 224).
+        cutout = 16 if self.mode == "raw" else side // 2
         self.augmenter = Augmenter(seed * 7919 + rank, device, self.pad, cutout)
         self.views = Views(data.dataset, device, self.augmenter, data.image_size,
                            self.streams.crop(self.augmenter))

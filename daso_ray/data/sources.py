@@ -11,7 +11,6 @@ one-line :class:`UserError` naming the file that was expected, quoted by :func:`
 
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 from dataclasses import dataclass, field
@@ -45,7 +44,6 @@ class Source:
     num_classes: int
     class_names: list[str]
     splits: dict[str, SourceSplit]
-    inputs: list[Path] = field(default_factory=list)  # files the source was read from
     extra: dict = field(default_factory=dict)  # e.g. Semi-Aves U_in size
     notes: list[str] = field(default_factory=list)  # one line each, printed by prepare (not fatal)
 
@@ -158,8 +156,7 @@ def load_cifar_source(src: Path, num_classes: int) -> Source:
                         f"is this the CIFAR-{num_classes} folder?")
     name = f"cifar{num_classes}"
     return Source(name, num_classes, [str(c) for c in range(num_classes)],
-                  {"train": train, "test": SourceSplit(test[1], test[0])},
-                  inputs=[src / f for f in [*train_files, test_file]])
+                  {"train": train, "test": SourceSplit(test[1], test[0])})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,20 +188,7 @@ def load_stl10_source(src: Path) -> Source:
     unl = _read_stl_images(src / "unlabeled_X.bin")
     splits["unlabeled"] = SourceSplit(np.full(len(unl), -1, dtype=np.int64), unl)
     names = read_text_file(src / "class_names.txt").split() if (src / "class_names.txt").is_file() else []
-    files = ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "unlabeled_X.bin"]
-    return Source("stl10", 10, names if len(names) == 10 else [str(c) for c in range(10)], splits,
-                  inputs=[src / f for f in files])
-
-
-def fingerprint(paths: list[Path]) -> str:
-    """sha256 over the named input files (content), or over (name, size) for many image files."""
-    h = hashlib.sha256()
-    for p in sorted(paths):
-        h.update(p.name.encode())
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+    return Source("stl10", 10, names if len(names) == 10 else [str(c) for c in range(10)], splits)
 
 
 def decode_image(path: Path, short_side: int) -> np.ndarray:

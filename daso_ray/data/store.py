@@ -8,8 +8,7 @@ where FFCV cannot build) and the hidden unlabeled labels for pseudo-label diagno
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -84,17 +83,6 @@ class Store:
 
     def jpeg(self, i: int) -> bytes:
         return self._table.column("jpeg")[int(i)].as_py()
-
-    def iter_images(self) -> Iterator[np.ndarray]:
-        """Every image in order as uint8 [H, W, 3] (JPEG stores are decoded)."""
-        from PIL import Image
-
-        for i in range(len(self)):
-            if self.shape:
-                yield self.pixels(np.array([i]))[0]
-            else:
-                with Image.open(io.BytesIO(self.jpeg(i))) as im:
-                    yield np.asarray(im.convert("RGB"))
 
 
 def data_path(root: Path, split: str, suffix: str) -> Path:

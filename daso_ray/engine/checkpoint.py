@@ -2,7 +2,8 @@
 
 ``<run_dir>/checkpoints/step_00001000/state.pt`` holds everything that changes a result (model,
 EMA, optimizer, scheduler, algorithm state, data-stream positions, every RNG state, the step and the
-metric history; specs/daso.md §11 item 1). A directory appears only once complete (temp dir +
+metric history; ytaek-oh/daso checkpoints none of the DASO state, so a resume past the
+pre-training phase starts from an empty queue). A directory appears only once complete (temp dir +
 rename), so a crash mid-write never leaves a half checkpoint and the previous one survives.
 """
 

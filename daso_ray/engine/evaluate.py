@@ -1,4 +1,5 @@
-"""Evaluation metrics (names are the contract with Tune and export: DESIGN.md "Metrics").
+"""Evaluation metrics (names are the contract with Tune and export, built in
+``daso_ray/metrics.py``; docs/architecture.md, "Metrics").
 
 Everything derives from a confusion matrix ``conf [K, K]`` (rows = true class, columns =
 prediction). Head / medium / tail are the first, middle and last third of the classes ordered by
@@ -19,7 +20,8 @@ def confusion(predict, batches, num_classes: int, log_prior: torch.Tensor | None
     ``{"x" [n, 3, S, S], "y" [n]}``.
 
     ``conf_la`` scores post-hoc logit-adjusted predictions argmax(z − log π_l) ("LA (inf)",
-    peers.md §3). Counts accumulate on the logits' device and come to the host once at the end.
+    DASO paper Table 14; ``top1_la`` in ytaek-oh/daso ``lib/algorithm/base_algorithm.py``). Counts
+    accumulate on the logits' device and come to the host once at the end.
     """
     k = num_classes
     conf = conf_la = None
@@ -83,9 +85,11 @@ def metrics_from_confusion(conf, labeled_counts, prefix: str = "eval") -> dict:
 
 
 def pl_quality(true: np.ndarray, pred: np.ndarray, num_classes: int) -> dict:
-    """Pseudo-label precision / recall / gain per class (specs/daso.md §9.4); −1 labels skipped.
+    """Pseudo-label precision / recall / gain per class (as ytaek-oh/daso logs them); −1 labels
+    skipped.
 
-    Macro precision averages the classes predicted at least once [D]; their number is logged.
+    Macro precision averages the classes predicted at least once (the reference counts −1 for a
+    class never predicted); their number is logged.
     """
     keep = true >= 0
     true, pred = true[keep], pred[keep]

@@ -1,4 +1,6 @@
-"""SGD (Nesterov) and the three LR schedules of the protocols (specs/daso.md §8, peers.md §1)."""
+"""SGD (Nesterov) and the three LR schedules of the protocols: constant (DASO, ytaek-oh/daso configs),
+cosine lr·cos(7πt/16T) (FixMatch, Sohn et al., NeurIPS 2020; ACR/SeMi code) and warm-up + steps
+(DASO's Semi-Aves recipe, paper App. C.2)."""
 
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ from daso_ray.config import OptimConfig
 
 
 def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.SGD:
-    """Weight decay on every parameter by default (the protocol behind the published numbers,
-    specs/daso.md §11 item 8); ``wd_exclude_norm_bias`` drops it for 1-d tensors (BN, biases)."""
+    """Weight decay on every parameter by default (as ytaek-oh/daso, the protocol behind the
+    published numbers); ``wd_exclude_norm_bias`` drops it for 1-d tensors (BN, biases)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.wd_exclude_norm_bias:
         decay = [p for p in params if p.ndim > 1]

@@ -39,9 +39,19 @@ def warmup_config(cfg: Config, domains: dict[str, list]) -> Config:
     algorithm needs to serve every one of them (DASO: the largest L, counts for the longest
     period)."""
     raw = to_dict(cfg)
+    domains = {k: [v for v in vals if v is not None] for k, vals in domains.items()}
     for key, value in algorithms()[cfg.algorithm.name].superset(cfg, domains).items():
         set_path(raw, key, value)
     return from_dict(raw)
+
+
+def shared_warmup(cfgs: list[Config]) -> Config | None:
+    """The one warm-up every run of ``cfgs`` can fork from (None when any one cannot, or the
+    algorithm shares no steps): the first config, made a superset of the others' fork keys."""
+    algo = algorithms()[cfgs[0].algorithm.name]
+    raws = [to_dict(c) for c in cfgs[1:]]
+    warm = warmup_config(cfgs[0], {k: [get_path(r, k) for r in raws] for k in algo.fork_keys})
+    return warm if all(fork_problem(c, warm) is None for c in cfgs) else None
 
 
 def fork_problem(cfg: Config, warm: Config, world: int = 1) -> str | None:

@@ -1,4 +1,5 @@
-"""torchvision ResNet-34/50 as ``(logits, feature)`` networks (Semi-Aves, specs/daso.md §4.2).
+"""torchvision ResNet-34/50 as ``(logits, feature)`` networks (Semi-Aves: ImageNet-pretrained
+ResNet-34 in DASO, Oh et al., CVPR 2022, Sec. 4.1 and App. C.2).
 
 Pretrained weights come only from a local file named in ``model.pretrained_path``, read with
 ``torch.load(weights_only=True)``; nothing is ever downloaded.

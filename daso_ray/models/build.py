@@ -13,7 +13,8 @@ WRN = {"wrn28_2": (28, 2), "wrn10_1": (10, 1), "wrn16_2": (16, 2)}
 def build_model(cfg: ModelConfig, num_classes: int, balanced_head: bool = False) -> nn.Module:
     """A network with ``forward(x) -> (logits, z)``, ``features(x)``, ``fc`` and optional ``fc_bal``.
 
-    ``fc_bal`` is the second linear head of ACR/SeMi (peers.md §6), Xavier-initialised like ``fc``.
+    ``fc_bal`` is the second (balanced) linear head of ACR/SeMi (``fc1`` in
+    Gank0078/ACR ``train.py`` and pywin/SeMi ``train_semi.py``), Xavier-initialised like ``fc``.
     ``num_classes`` comes from the prepared data; ``model.num_classes``, when set, must agree.
     """
     if cfg.num_classes is not None and cfg.num_classes != num_classes:

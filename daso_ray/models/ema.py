@@ -1,4 +1,5 @@
-"""EMA teacher θ' (specs/daso.md §6 step 11): evaluation model and DASO's momentum encoder."""
+"""EMA teacher θ' (decay min(1 − 1/(t+1), ρ), as ytaek-oh/daso): evaluation model and DASO's
+momentum encoder (the DASO paper's appendix uses the same ρ for both)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ class EMA:
     """θ' ← d_t θ' + (1 − d_t) θ with d_t = min(1 − 1/(t+1), ρ): a plain copy at t = 0.
 
     Floating-point buffers (BN running statistics) are averaged like parameters; integer buffers
-    (``num_batches_tracked``) are copied [D].
+    (``num_batches_tracked``) are copied (a choice of this package).
     """
 
     def __init__(self, model: nn.Module, decay: float):

@@ -1,4 +1,5 @@
-"""WRN-28-2 exactly as specs/daso.md §4.1 (pre-activation blocks, LeakyReLU 0.1, 128-d feature).
+"""WRN-28-2 exactly as ytaek-oh/daso ``lib/models/wrn.py`` and ``classifier.py`` (pre-activation
+blocks, LeakyReLU 0.1, 128-d feature; about 1.5M parameters as the DASO paper states).
 
 ``WideResNet(K, depth, width)`` maps ``x [n, 3, H, W]`` to ``(logits [n, K], z [n, 64*width])``.
 Depth 28 / width 2 is the protocol network; shallower variants (e.g. depth 10, width 1) serve the
@@ -16,7 +17,8 @@ def _bn_act(c: int) -> nn.Sequential:
 
 
 class Block(nn.Module):
-    """Pre-activation residual block; ``activate_before_residual`` marks the first block (§4.1)."""
+    """Pre-activation residual block; ``activate_before_residual`` marks the first block, whose
+    shortcut and residual branch both read the activated input (as the reference)."""
 
     def __init__(self, cin: int, cout: int, stride: int, activate_before_residual: bool = False):
         super().__init__()
@@ -31,7 +33,8 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         act = self.pre(x)
-        # Only the very first block lets the shortcut read the activated input ([C] wrn.py).
+        # Only the very first block lets the shortcut read the activated input (ytaek-oh/daso
+        # ``lib/models/wrn.py``).
         short_in = act if self.abr else x
         out = self.conv2(self.mid(self.conv1(act)))
         return out + (short_in if self.shortcut is None else self.shortcut(short_in))
@@ -69,7 +72,8 @@ class WideResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """[n, 3, H, W] -> z [n, D]; ``flatten(1)`` not ``squeeze()`` (batch of 1 works, §4.1)."""
+        """[n, 3, H, W] -> z [n, D]; ``flatten(1)`` not ``squeeze()`` (the reference's
+        ``squeeze()`` breaks a batch of 1)."""
         z = self.head_act(self.blocks(self.stem(x)))
         return torch.flatten(nn.functional.adaptive_avg_pool2d(z, 1), 1)
 

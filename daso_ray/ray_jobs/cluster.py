@@ -1,10 +1,11 @@
 """Joining a Ray cluster, or starting a local one that is safe by default.
 
 - ``--address`` / ``RAY_ADDRESS`` (``auto`` inside ``ray job submit``): join that cluster. Token
-  auth stays on: a cluster started with a token needs ``RAY_AUTH_MODE=token`` on clients
-  (platform.md §3.9), which we set unless the user chose otherwise.
+  auth stays on: a cluster started with a token (the default for local clusters since Ray 2.59)
+  needs ``RAY_AUTH_MODE=token`` on clients, which we set unless the user chose otherwise.
 - Otherwise start a local cluster with the dashboard on 127.0.0.1. The dashboard must run: Ray
-  Train's placement-group cleaner talks to its State API (platform.md §3.4).
+  Train's placement-group cleaner talks to its State API, which the dashboard serves; without it
+  stopped trials leak placement groups and later trials hang.
 - :func:`check_fit`: once connected, refuse (fixed cluster) or warn about (autoscaling cluster) a
   trial no node can hold — Ray would leave it waiting for ever.
 """
@@ -19,7 +20,8 @@ from daso_ray.errors import UserError
 from daso_ray.study.fit import autoscaling, fit_problem, trial_need
 from daso_ray.study.spec import Resources
 
-# Short evaluation windows report often; Train's default 2 s poll would dominate (platform.md §3.5).
+# Short evaluation windows report often; Train's default 2 s controller poll
+# (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S) would bound the report latency.
 # Trials keep the job's working directory (relative data paths resolve the same on every node);
 # each trial writes under tune.get_context().get_trial_dir() instead.
 TRAIN_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",

@@ -1,10 +1,11 @@
-"""Trial drivers: what one Tune trial runs (DESIGN.md principle 8).
+"""Trial drivers: what one Tune trial runs — the one training loop, never a copy of it.
 
 - :func:`single_trial` (``resources.mode: single``): one process. It trains every (scenario, seed)
   of the trial in lockstep, one evaluation window at a time, and reports the aggregated objective
   after each window, so ASHA can compare trials at equal iterations (``time_attr: step``).
 - :func:`ddp_trial` (``resources.mode: ddp``): the Tune function acts as the Ray Train driver and
-  runs a ``TorchTrainer`` of ``resources.workers`` workers (platform.md §3.1 Train-in-Tune pattern).
+  runs a ``TorchTrainer`` of ``resources.workers`` workers (Ray's Train-inside-Tune pattern: the
+  Train run's metrics reach Tune through ``TuneReportCallback``).
 
 A trial of either mode that fails for a deterministic cause (a
 :class:`~daso_ray.errors.UserError`, such as a non-finite loss — in a ddp trial raised in the

@@ -8,7 +8,7 @@ own objective. Each study's Tuner runs in its own Ray task (zero CPUs, on the dr
 the Optuna sqlite file and the local run directory are): all studies fill the cluster together,
 each with its own searcher, ASHA brackets, ``max_concurrent`` and progress table.
 
-Ray's pieces and why (platform.md §3): the Optuna storage is an *instance* (sqlite next to a local
+Ray's pieces and why: the Optuna storage is an *instance* (sqlite next to a local
 run, a journal file or an RDB URL otherwise) so optuna-dashboard can open it; ASHA runs on the
 reported ``step`` so grace/max_t are in training iterations; failed trials restart from their last
 checkpoint (``FailureConfig.max_failures``); ``Tuner.restore`` brings back searcher, scheduler and

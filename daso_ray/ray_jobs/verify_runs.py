@@ -16,15 +16,18 @@ from pathlib import Path
 import ray
 
 from daso_ray.config import from_dict, to_dict
+from daso_ray.engine.warmup import shared_warmup
 from daso_ray.errors import UserError, error_lines
 from daso_ray.files import atomic_write_text
 from daso_ray.ray_jobs.cluster import check_fit, connect
+from daso_ray.ray_jobs.warmups import warmup_task
 from daso_ray.study.spec import Resources
 from daso_ray.study.verify import METRIC, Job, state
 
 
-def _train(config: dict, out: str, cpu: float) -> dict:
-    """Ray task body: train (or finish) one run; its results.json content."""
+def _train(config: dict, out: str, cpu: float, warmup: str | None = None) -> dict:
+    """Ray task body: train (or finish) one run; its results.json content. ``warmup``: the
+    checkpoint of the shared warm-up a fresh run forks from."""
     import torch
 
     from daso_ray.engine import checkpoint
@@ -42,7 +45,8 @@ def _train(config: dict, out: str, cpu: float) -> dict:
     def report(m: dict, ckpt: str | None) -> None:  # one short line per evaluation
         print(f"[{name}] {m['step']}/{cfg.run.iterations} eval/top1 {m['eval/top1']:.2f}", flush=True)
 
-    return run_one(cfg, out_dir, resume=resume, report=report)
+    return run_one(cfg, out_dir, resume=resume, report=report,
+                   warmup=Path(warmup) if warmup and resume is None else None)
 
 
 def train_jobs(jobs: list[Job], run_dir: Path, resources: Resources, address: str | None = None,
@@ -62,8 +66,10 @@ def train_jobs(jobs: list[Job], run_dir: Path, resources: Resources, address: st
     # newest checkpoint; an exception in training is not retried (it would fail the same way).
     task = ray.remote(num_cpus=resources.cpu, num_gpus=resources.gpu, max_retries=2)(_train)
     todo = [j for j in jobs if state(j, run_dir) != "done"]
+    warm = _warmups([j for j in todo if state(j, run_dir) == "new"], run_dir, resources)
     refs = {task.options(name=f"verify:{j.name}").remote(to_dict(j.cfg), str(j.dir(run_dir)),
-                                                         resources.cpu): j for j in todo}
+                                                         resources.cpu, warm.get(j.name)): j
+            for j in todo}
     results, failed, pending = {}, [], list(refs)
     while pending:
         (ref,), pending = ray.wait(pending, num_returns=1)
@@ -83,6 +89,29 @@ def train_jobs(jobs: list[Job], run_dir: Path, resources: Resources, address: st
     if failed:
         raise UserError("\n".join(sorted(failed)))
     return results
+
+
+def _warmups(fresh: list[Job], run_dir: Path, resources: Resources) -> dict:
+    """{job name: the ObjectRef of its shared warm-up's checkpoint}: one warm-up task per
+    (study, scenario, seed) whose fresh baseline and winner runs can both fork from it (their
+    tasks wait for it); runs that cannot share train from step 0."""
+    groups: dict[tuple, list[Job]] = {}
+    for j in fresh:
+        groups.setdefault((j.study, j.scenario, j.seed), []).append(j)
+    task = ray.remote(num_cpus=resources.cpu, num_gpus=resources.gpu, max_retries=2)(warmup_task)
+    out = {}
+    for (study, scn, seed), group in groups.items():
+        warm = shared_warmup([j.cfg for j in group]) if len(group) > 1 else None
+        if warm is None:
+            continue
+        folder = Path(run_dir).resolve() / "verify" / study / "warmup" / f"{scn}__seed{seed}"
+        ref = task.options(name=f"verify:{study}/warmup/{scn}__seed{seed}").remote(
+            to_dict(warm), str(folder), resources.cpu)
+        out.update({j.name: ref for j in group})
+    if out:
+        print(f"[verify] {len(set(out.values()))} shared warm-up(s): each baseline/winner pair "
+              "trains its common first iterations once", flush=True)
+    return out
 
 
 def _keep(path: Path, res: dict) -> None:

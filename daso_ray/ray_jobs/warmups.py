@@ -24,7 +24,7 @@ from daso_ray.study.warmup import warmup_for
 Warmups = dict[tuple[str, int], tuple[dict, str]]  # (scenario, seed) -> (its config, checkpoint)
 
 
-def _train(config: dict, out: str, cpu: float) -> str:
+def warmup_task(config: dict, out: str, cpu: float) -> str:
     """Ray task body: the warm-up's checkpoint directory (trained now, resumed or reused)."""
     import torch
 
@@ -50,7 +50,7 @@ def train_warmups(spec: SearchSpec, base: Config, study: str, scenarios: list[Sc
                 return {}
             plans[(scn.name, seed)] = cfg
     res, root = spec.resources, Path(run_dir) / study / "warmup"
-    task = ray.remote(num_cpus=res.cpu, num_gpus=res.gpu, max_retries=2)(_train)
+    task = ray.remote(num_cpus=res.cpu, num_gpus=res.gpu, max_retries=2)(warmup_task)
     refs = {key: task.options(name=f"warmup:{study}:{key[0]}__seed{key[1]}").remote(
         to_dict(cfg), str(root / f"{key[0]}__seed{key[1]}"), res.cpu) for key, cfg in plans.items()}
     try:

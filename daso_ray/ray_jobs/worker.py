@@ -3,7 +3,8 @@
 Used by ``ddp`` trials (inside a Tune trial, metrics forwarded by ``TuneReportCallback``) and by
 final training (``python -m daso_ray.train ... --workers N``). Every rank calls
 ``ray.train.report`` at every evaluation (it is a barrier); only rank 0 attaches a checkpoint, and
-evaluation metrics are already summed over ranks by the loop (specs/daso.md §6.1, platform.md §3.2).
+evaluation metrics are already summed over ranks by the loop, because Ray's ``TuneReportCallback``
+forwards rank 0's metrics only.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def fit_distributed(config: dict, run_dir: str, *, workers: int, gpu: bool, cpu:
     """Run ``worker_loop`` on ``workers`` Ray Train workers; returns the Train ``Result``.
 
     ``name`` is deterministic (no timestamp): a retried trial finds its own checkpoints and
-    Train resumes from them (platform.md §3.1).
+    Train resumes from them (Ray Train V2 auto-resumes a run
+    by name from its storage path).
     """
     callbacks = []
     if in_tune:

@@ -30,7 +30,6 @@ from daso_ray.study.spec import SearchSpec
 
 METRIC = TEST_MEDIAN  # the test metric: the search never selected on it
 LEVEL = 0.95
-VERDICTS = ("adopt", "keep_baseline", "inconclusive")
 RULE = ("verdict: adopt if the whole 95% interval of the mean paired gain (winner - baseline, "
         "Student t, n-1 degrees of freedom) is above 0, keep_baseline if it is below 0, else "
         "inconclusive (more seeds may decide)")
