@@ -22,6 +22,7 @@ benchmarks/verify.py.
 | P6q | held-out test top-1: ASHA+TPE's recommended config - the better of random's, grid's (points) | none |
 | P7 | trial start -> first report, single and ddp modes (s) | <= 5 / <= 20 |
 | U1 | utilization of 8 declared CPUs: 3 studies at once / one after another (x) | >= 2 |
+| W1 | digits search trial-iterations without / with shared warm-ups (x; wall beside it) | none |
 | A3 | digits search + verify, 5 held-out seeds: mean gain of winners over baseline (points) | >= 1, CI > 0 |
 | P8 | CIFAR-10-LT DASO run, 250k iterations + 500 evaluations, from the whole loop (h; CUDA) | <= 1.5 |
 
@@ -99,10 +100,11 @@ def pack(tmp: Path, quick: bool, device: str, ids: list[str]) -> dict:
 
 
 def search(tmp: Path, quick: bool, device: str, ids: list[str]) -> dict:
-    """P6q, P7 (single, ddp) and U1: benchmarks/search.py (its own local Ray clusters)."""
-    mine = [i for i in ("P6q", "P7", "U1") if i in ids]
+    """P6q, P7 (single, ddp), U1 and W1: benchmarks/search.py (its own local Ray clusters)."""
+    mine = [i for i in ("P6q", "P7", "U1", "W1") if i in ids]
     r = _run("search", ["--ids", ",".join(mine), *(["--quick"] if quick else [])], tmp / "search.json")
-    goals = {"P6q": (None, True), "P7_single": (5.0, False), "P7_ddp": (20.0, False), "U1": (2.0, True)}
+    goals = {"P6q": (None, True), "P7_single": (5.0, False), "P7_ddp": (20.0, False), "U1": (2.0, True),
+             "W1": (None, True)}
     return {k: entry(r[k]["value"], r[k]["unit"], goal, "cpu", r[k]["detail"], at_least)
             for k, (goal, at_least) in goals.items() if k in r}
 
@@ -115,7 +117,7 @@ def verify(tmp: Path, quick: bool, device: str, ids: list[str]) -> dict:
 
 
 SECTIONS = {"P1": loaders, "P2": loaders, "P3": step, "P5": pack, "P6q": search, "P7": search,
-            "U1": search, "A3": verify, "P8": trainer_loop}
+            "U1": search, "W1": search, "A3": verify, "P8": trainer_loop}
 
 
 def main(argv: list[str] | None = None) -> int:

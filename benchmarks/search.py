@@ -26,6 +26,9 @@ grid's (points); no goal: with 5 held-out seeds the intervals are ±1-3 points, 
 intervals, not the sign of one run. The validation hold-out is 200 images (one image = 0.5
 points), 2 seeds 0-1 per trial.
 
+W1 (:mod:`benchmarks.warmup_share`): the shipped digits search with and without shared warm-ups:
+compute (trial-iterations) and wall time of each, and whether their leaderboards are identical.
+
 P7: seconds from a trial's start to its first report (Tune's ``time_total_s`` of the first result:
 trainable set-up, data, model, first evaluation window of 10 iterations), for ``single`` trials and
 ``ddp`` trials (2 CPU Ray Train workers: controller + worker group + process group).
@@ -33,7 +36,7 @@ trainable set-up, data, model, first evaluation window of 10 iterations), for ``
 Every search and verify is its own process (the product's commands) joining a cluster this process
 holds. The 2 CPUs are shared with other work on the machine: wall times are that machine's.
 
-    python -m benchmarks.search [--quick] [--ids P6q,P7,U1] [--out benchmarks/results/search.json]
+    python -m benchmarks.search [--quick] [--ids P6q,P7,U1,W1] [--out benchmarks/results/search.json]
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ from benchmarks.search_util import (
     verify_available,
 )
 from benchmarks.utilization import format_u1, u1
+from benchmarks.warmup_share import format_w1, w1
 
 SPACE = {"algorithm.daso.t_proto": {"type": "float", "low": 0.02, "high": 1.0, "log": True},
          "algorithm.daso.lambda_align": {"type": "float", "low": 0.05, "high": 2.0, "log": True}}
@@ -227,7 +231,7 @@ def p7(tmp: Path, mode: str, address: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="CI-sized: each a check of its path")
-    p.add_argument("--ids", default="P6q,P7,U1", help="which of P6q,P7,U1 to run")
+    p.add_argument("--ids", default="P6q,P7,U1,W1", help="which of P6q,P7,U1,W1 to run")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "search.json")
     args = p.parse_args(argv)
     ids = set(args.ids.split(","))
@@ -241,8 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     ensure_digits()
     with tempfile.TemporaryDirectory(prefix="bench_search_") as d:
         tmp = Path(d)
-        if ids & {"P6q", "P7"}:
+        if ids & {"P6q", "P7", "W1"}:
             with local_cluster(2) as addr:  # the machine's 2 cores, as a search here would have
+                if "W1" in ids:
+                    keep("W1", lambda: w1(tmp, args.quick, addr))
                 if "P6q" in ids:
                     keep("P6q", lambda: p6q(tmp, args.quick, addr) if verify_available() else {
                         "value": None, "unit": "points", "goal": None,
@@ -259,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         print(format_p6q(out["P6q"]))
     if "U1" in out:
         print(format_u1(out["U1"]))
+    if "W1" in out:
+        print(format_w1(out["W1"]))
     print(f"{'id':<10} {'value':>10}  unit")
     for k, v in out.items():
         detail = {x: y for x, y in v["detail"].items() if x != "strategies"}

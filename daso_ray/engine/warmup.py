@@ -26,6 +26,7 @@ from daso_ray.files import atomic_write_text
 from daso_ray.registry import algorithms
 
 MARKER = "warmup.json"  # written last: a warm-up without it is unfinished (resumed, never used)
+FORKED = "forked_from.json"  # in a run that started from a warm-up: its checkpoint and step
 
 
 def shared_steps(cfg: Config) -> int:
@@ -115,6 +116,8 @@ def fork(trainer, ckpt: Path) -> None:
     kept = [ln for ln in lines if ln and json.loads(ln)["step"] <= step]
     trainer.run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(trainer.run_dir / "metrics.jsonl", "".join(ln + "\n" for ln in kept))
+    # Provenance: where this run's first iterations were computed.
+    atomic_write_text(trainer.run_dir / FORKED, json.dumps({"checkpoint": str(ckpt), "step": step}))
 
 
 def _without(raw: dict, keys: tuple[str, ...]) -> dict:
