@@ -6,7 +6,15 @@ from __future__ import annotations
 import json
 
 from daso_ray.config import to_dict
-from daso_ray.engine.warmup import fork, fork_problem, shared_steps, train_warmup, warmup_config
+from daso_ray.engine import checkpoint
+from daso_ray.engine.warmup import (
+    digest,
+    fork,
+    fork_problem,
+    shared_steps,
+    train_warmup,
+    warmup_config,
+)
 from tests.engine_helpers import same_tensors, tiny_config
 
 P = 6  # shared steps: 3 evaluation windows of 2
@@ -46,6 +54,14 @@ def test_forked_trial_is_bit_identical_to_scratch(digits_root, tmp_path):
     ckpt = train_warmup(warm_cfg, tmp_path / "warm")
     assert ckpt.name == f"step_{P:08d}" and shared_steps(trial) == P
     assert train_warmup(warm_cfg, tmp_path / "warm") == ckpt  # finished: reused, not retrained
+    stale = warm_cfg.model_copy(deep=True)
+    stale.optim.lr = 0.01  # a folder left by another config is retrained, never reused
+    train_warmup(stale, tmp_path / "stale")
+    train_warmup(warm_cfg, tmp_path / "stale")
+    marker = json.loads((tmp_path / "stale" / "warmup.json").read_text())
+    assert marker["digest"] == digest(warm_cfg) and marker["checkpoint"] == ckpt.name
+    assert same_tensors(checkpoint.load(tmp_path / "stale")["model"],
+                        checkpoint.load(ckpt)["model"]) == []
 
     scratch = _fit(trial, tmp_path / "scratch")
     forked = _fit(trial, tmp_path / "forked", warm=ckpt)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 from daso_ray.config import Config, from_dict, get_path, set_path, to_dict
@@ -25,7 +26,8 @@ from daso_ray.engine import checkpoint
 from daso_ray.files import atomic_write_text
 from daso_ray.registry import algorithms
 
-MARKER = "warmup.json"  # written last: a warm-up without it is unfinished (resumed, never used)
+# {"digest": the config's, "step": P, "checkpoint": the step-P checkpoint's name, null until done}
+MARKER = "warmup.json"
 FORKED = "forked_from.json"  # in a run that started from a warm-up: its checkpoint and step
 
 
@@ -78,31 +80,35 @@ def digest(cfg: Config) -> str:
 
 def train_warmup(cfg: Config, out: Path) -> Path:
     """Train ``cfg`` to its shared steps in ``out`` and checkpoint there; returns that checkpoint.
-    A finished warm-up of the same config is reused, an unfinished one resumed."""
+    A finished warm-up of the same config is reused, an unfinished one resumed; a folder left by
+    another config is cleared first (it is this function's own scratch space)."""
     from daso_ray.engine.loop import Trainer
 
-    out, steps = Path(out), shared_steps(cfg)
-    done = finished(out, cfg)
-    if done is not None:
-        return done
+    out, steps, mine = Path(out), shared_steps(cfg), digest(cfg)
+    info = _marker(out)
+    if info.get("digest") == mine and info.get("checkpoint"):
+        ckpt = out / "checkpoints" / info["checkpoint"]
+        if (ckpt / checkpoint.STATE).is_file():
+            return ckpt
+    if info.get("digest") != mine:
+        shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / MARKER, json.dumps({"digest": mine, "step": steps, "checkpoint": None}))
     trainer = Trainer(cfg, out)
     if checkpoint.latest(out) is not None:
         trainer.resume(out)
     trainer.advance(steps)
     ckpt = checkpoint.save(out, steps, trainer.state_dict())
-    atomic_write_text(out / MARKER, json.dumps({"digest": digest(cfg), "step": steps,
+    atomic_write_text(out / MARKER, json.dumps({"digest": mine, "step": steps,
                                                 "checkpoint": ckpt.name}))
     return ckpt
 
 
-def finished(out: Path, cfg: Config) -> Path | None:
-    """The checkpoint of a finished warm-up of ``cfg`` in ``out`` (None if there is none)."""
-    marker = Path(out) / MARKER
-    if not marker.is_file():
-        return None
-    info = json.loads(marker.read_text())
-    ckpt = Path(out) / "checkpoints" / info["checkpoint"]
-    return ckpt if info["digest"] == digest(cfg) and (ckpt / checkpoint.STATE).is_file() else None
+def _marker(out: Path) -> dict:
+    try:
+        return json.loads((Path(out) / MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def fork(trainer, ckpt: Path) -> None:
