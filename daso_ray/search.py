@@ -124,7 +124,7 @@ def _prepare_run_dir(spec: SearchSpec, base: Config, file: Path, resume: bool) -
 
 
 @cli_entry
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m daso_ray.search", description=__doc__.split("\n")[2])
     p.add_argument("file", type=Path, help="search-space YAML (see search_spaces/)")
     p.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local one)")
@@ -133,7 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", help="run name (default: the file's name:, + _smoke with --smoke)")
     p.add_argument("--num-cpus", type=int, help="CPUs of a local cluster (default: all)")
     p.add_argument("--storage", help="override the file's storage: (a shared dir, or s3://...)")
-    args = p.parse_args(argv)
+    return p
+
+
+def _load(args: argparse.Namespace, address: str | None) -> tuple[SearchSpec, Config]:
+    """The search as it will run: the file, its command-line overrides, every check Ray-free."""
     spec, base = load_search(args.file)  # every problem of the file, before Ray starts
     spec = spec.model_copy(update={"name": run_name(spec.name, args.name, args.smoke)})
     if args.storage:
@@ -143,10 +147,16 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--storage: {problems[0]}")
     if args.smoke:
         spec, base = smoke(spec, base)
-    address = args.address or os.environ.get("RAY_ADDRESS")
     problem = _data_problem(spec, base, remote=bool(address))
     if problem:
         raise UserError(problem)
+    return spec, base
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    spec, base = _load(args, address)
     if args.resume:  # the run continues exactly as it started
         run_dir, uri = _prepare_run_dir(spec, base, args.file, args.resume)
         info = json.loads((run_dir / "search.json").read_text())
@@ -171,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{_resume_hint(sys.argv[1:] if argv is None else argv)}", file=sys.stderr,
               flush=True)
         return 130
+    _finish(spec, run_dir, uri, args.smoke, t0)
+    return 0
+
+
+def _finish(spec: SearchSpec, run_dir: Path, uri: str, smoke_run: bool, t0: float) -> None:
+    """The leaderboard (printed and written), then the next commands to run."""
     if storage.is_remote(uri):  # the leaderboard, export and report read the local mirror
         if (run_dir / "optuna.db").is_file():  # first, so the sync down cannot replace it
             storage.upload(run_dir / "optuna.db", storage.join(uri, "optuna.db"))
@@ -187,11 +203,10 @@ def main(argv: list[str] | None = None) -> int:
                         f"{failed[0]['trial_id']}: {failed[0]['failed']}")
     rel = os.path.relpath(run_dir)
     shown = rel if not rel.startswith("..") else str(run_dir)  # runnable from here, and readable
-    smoke_flag = " --smoke" if args.smoke else ""
+    smoke_flag = " --smoke" if smoke_run else ""
     print(f"search wall time {time.time() - t0:.0f} s; next, check the winners against the "
           f"baseline on held-out seeds: python -m daso_ray.verify {shown}{smoke_flag}\nthen "
           f"export: python -m daso_ray.export {shown} --out {shown}/best", flush=True)
-    return 0
 
 
 if __name__ == "__main__":
