@@ -123,7 +123,6 @@ def _prepare_run_dir(spec: SearchSpec, base: Config, file: Path, resume: bool) -
     return run_dir, uri
 
 
-@cli_entry
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m daso_ray.search", description=__doc__.split("\n")[2])
     p.add_argument("file", type=Path, help="search-space YAML (see search_spaces/)")
@@ -153,6 +152,7 @@ def _load(args: argparse.Namespace, address: str | None) -> tuple[SearchSpec, Co
     return spec, base
 
 
+@cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     address = args.address or os.environ.get("RAY_ADDRESS")
