@@ -68,6 +68,20 @@ class Stepper:
         self._first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         self._loss_names: list[str] = []
 
+    def state_dict(self) -> dict:
+        """Model, EMA, optimizer, scheduler and algorithm states: this object's part of a checkpoint."""
+        return {"model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                "algorithm": self.algo.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s parts (``state`` may hold more: a whole checkpoint)."""
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.algo.load_state_dict(state["algorithm"])
+
     def autocast(self):
         if self.cuda and self.cfg.run.amp:
             return torch.autocast("cuda", dtype=torch.bfloat16)
