@@ -25,21 +25,25 @@ PAPER_MEDIAN = f"top1_median{PAPER_WINDOW}"
 SCALARS = ("top1", MEDIAN, PAPER_MEDIAN, "balanced_acc", "gmean_recall",
            *(f"{g}_acc" for g in GROUPS))
 
+TEST_TOP1 = "eval/top1"
 TEST_MEDIAN = f"eval/{MEDIAN}"  # what verify compares and reports show: never searched on
 VALID_MEDIAN = f"valid/{MEDIAN}"  # the default search objective
 
 # Scalars forwarded to Tune per scenario, hence the possible objectives (the rest of the metrics
 # stays in each run's metrics.jsonl).
 TUNE_KEYS = tuple(f"{split}/{m}" for split in SPLITS for m in SCALARS)
-TUNE_KEYS += ("train/loss", "train/mask_ratio", "perf/img_per_s")
+THROUGHPUT = "perf/img_per_s"  # training images per second over an evaluation window
+TOP1_LA = "top1_la"  # post-hoc logit-adjusted top-1 (argmax z - log pi_l), per split
+LABELED_COUNTS = "data/labeled_counts"  # N_k: orders per-class recall head -> tail in reports
+TUNE_KEYS += ("train/loss", "train/mask_ratio", THROUGHPUT)
 # Lists reported beside the scalars (per-class recall is averaged over seeds; counts are equal).
-RECALL_KEYS = ("eval/per_class_recall", "valid/per_class_recall", "data/labeled_counts")
+RECALL_KEYS = ("eval/per_class_recall", "valid/per_class_recall", LABELED_COUNTS)
 # The test confusion matrix (rows: true class, columns: predicted), at a run's last evaluation.
 CONFUSION_KEY = "eval/confusion"
 # Per-evaluation scalars a run keeps in its history (the medians are taken over these).
-HISTORY_KEYS = ("eval/top1", "valid/top1", "eval/balanced_acc", "eval/top1_la")
+HISTORY_KEYS = (TEST_TOP1, "valid/top1", "eval/balanced_acc", f"eval/{TOP1_LA}")
 # What `train` prints and `train --seeds` summarises (mean ± std over seeds).
-SUMMARY_KEYS = (TEST_MEDIAN, VALID_MEDIAN, "eval/top1", "eval/balanced_acc", "eval/gmean_recall",
+SUMMARY_KEYS = (TEST_MEDIAN, VALID_MEDIAN, TEST_TOP1, "eval/balanced_acc", "eval/gmean_recall",
                 *(f"eval/{g}_acc" for g in GROUPS))
 
 

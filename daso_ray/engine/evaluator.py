@@ -17,7 +17,7 @@ from torch import nn
 from daso_ray.algorithms import Algorithm, Context
 from daso_ray.data.module import TrainData
 from daso_ray.engine.evaluate import confusion, metrics_from_confusion
-from daso_ray.metrics import CONFUSION_KEY
+from daso_ray.metrics import CONFUSION_KEY, LABELED_COUNTS, TOP1_LA
 
 SETS = (("test", "eval"), ("valid", "valid"))  # (which set, metric prefix)
 
@@ -41,13 +41,13 @@ class Evaluator:
         ``with_confusion`` adds the test set's confusion matrix (rows true, columns predicted)."""
         counts = self.ctx.labeled_counts.tolist()
         self.ema.eval()
-        out = {"data/labeled_counts": counts}  # orders per-class recall head -> tail in reports
+        out = {LABELED_COUNTS: counts}
         for which, prefix in SETS:
             if which == "valid" and len(self.data.split.valid) == 0:
                 continue
             conf, conf_la = self._confusions(which)
             out.update(metrics_from_confusion(conf, counts, prefix))
-            out[f"{prefix}/top1_la"] = 100.0 * float(conf_la.trace()) / max(int(conf_la.sum()), 1)
+            out[f"{prefix}/{TOP1_LA}"] = 100.0 * float(conf_la.trace()) / max(int(conf_la.sum()), 1)
             if with_confusion and prefix == "eval":
                 out[CONFUSION_KEY] = conf.tolist()
         return out

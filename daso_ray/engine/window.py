@@ -17,6 +17,7 @@ from daso_ray.data.module import TrainData
 from daso_ray.dist import Collective
 from daso_ray.engine.evaluate import pl_quality
 from daso_ray.engine.step import check_finite
+from daso_ray.metrics import THROUGHPUT
 
 
 def hidden_labels(data: TrainData, uses_unlabeled: bool) -> np.ndarray | None:
@@ -70,7 +71,7 @@ class Window:
             n = max(self.iterations, 1)
             out.update({k: v / n for k, v in zip(self.logs, (total / self.dist.world).tolist(),
                                                   strict=True)})
-        out["perf/img_per_s"] = self.images / max(self.seconds, 1e-9)
+        out[THROUGHPUT] = self.images / max(self.seconds, 1e-9)
         if self.pl:
             idx = torch.cat(self.idx_u).cpu().numpy()
             pred = torch.cat(self.pl).cpu().numpy()
