@@ -36,6 +36,10 @@ BROKEN = [
     ("asha grace beyond budget", {"budget": {"num_samples": 2, "iterations": 60,
                                              "asha": {"grace": 60}}}, "budget.asha.grace"),
     ("valid metric without hold-out", {"set": {"data.num_valid": 0}}, "objective.metric"),
+    ("asha grace within the steps every trial shares",
+     {"params": {"algorithm.daso.t_proto": {"type": "float", "low": 0.02, "high": 1, "log": True}},
+      "budget": {"num_samples": 2, "iterations": 60, "asha": {"grace": 20}}},
+     "budget.asha.grace: 20 <= 20: the study searches only keys read after iteration 20"),
     ("paper's median name with another window",
      {"objective": {"metric": "valid/top1_median20", "min_resolution": 2}},
      "objective.metric: 'valid/top1_median20' is the paper's median of the last 20 evaluations, "
@@ -126,12 +130,13 @@ def test_smoke_shrinks_every_iteration_count_consistently(tmp_path, digits_root)
     params = {"algorithm.daso.dist_update_period": {"type": "choice", "values": [10, 50, 100]}}
     spec, base = load_search(write_search(tmp_path, search_dict(
         tmp_path / "r", params=params, budget={"num_samples": 10, "iterations": 800,
-                                               "asha": {"grace": 200}})))
+                                               "asha": {"grace": 300}})))
     small, small_base = smoke(spec, base)
     assert small.budget.num_samples == 4 and small.budget.iterations <= 40
     p = small_base.algorithm.daso.pretrain_iters
     assert max(small.params["algorithm.daso.dist_update_period"].values) <= p < small.budget.iterations
     assert small.budget.iterations % small_base.run.eval_period == 0
+    assert p < small.budget.asha.grace < small.budget.iterations  # no rung before P: ties only
 
 
 

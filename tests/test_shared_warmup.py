@@ -112,3 +112,25 @@ def test_fork_rule_names_what_differs(digits_root, tmp_path):
     fixmatch = tiny_config(digits_root, "fixmatch", tmp_path)
     assert shared_steps(fixmatch) == 0 and "shares no steps" in fork_problem(fixmatch, warm)
     assert to_dict(warm)["algorithm"]["daso"]["fork_history"] >= 2 * 4
+
+
+def test_a_study_has_a_warmup_only_when_every_trial_can_fork(digits_root, tmp_path):
+    """The study-level rule says no (and why) whenever the trials' own rule would."""
+    from daso_ray.study.load import load_search
+    from daso_ray.study.warmup import warmup_for
+    from tests.search_helpers import search_dict, write_base, write_search
+
+    write_base(tmp_path, digits_root)  # P = 20, run.eval_period 10
+    t_proto = {"algorithm.daso.t_proto": {"type": "float", "low": 0.02, "high": 1.0, "log": True}}
+
+    def plan(**over):
+        spec, base = load_search(write_search(tmp_path, search_dict(tmp_path / "runs", **over)))
+        return warmup_for(spec, base, spec.scenarios[0], 0)
+
+    warm, why = plan(params=t_proto)
+    assert why == "" and warm.algorithm.daso.fork_history == 20
+    assert "optim.lr" in plan()[1]  # search_dict searches optim.lr too
+    assert "multiple of run.eval_period" in plan(params=t_proto,
+                                                  set={"algorithm.daso.pretrain_iters": 25})[1]
+    assert "share_warmup is false" in plan(params=t_proto, budget={
+        "num_samples": 2, "share_warmup": False})[1]

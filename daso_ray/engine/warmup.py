@@ -85,12 +85,10 @@ def train_warmup(cfg: Config, out: Path) -> Path:
     from daso_ray.engine.loop import Trainer
 
     out, steps, mine = Path(out), shared_steps(cfg), digest(cfg)
-    info = _marker(out)
-    if info.get("digest") == mine and info.get("checkpoint"):
-        ckpt = out / "checkpoints" / info["checkpoint"]
-        if (ckpt / checkpoint.STATE).is_file():
-            return ckpt
-    if info.get("digest") != mine:
+    done = finished(out, cfg)
+    if done is not None:
+        return done
+    if _marker(out).get("digest") != mine:
         shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / MARKER, json.dumps({"digest": mine, "step": steps, "checkpoint": None}))
@@ -102,6 +100,14 @@ def train_warmup(cfg: Config, out: Path) -> Path:
     atomic_write_text(out / MARKER, json.dumps({"digest": mine, "step": steps,
                                                 "checkpoint": ckpt.name}))
     return ckpt
+
+
+def finished(out: Path, cfg: Config) -> Path | None:
+    """The checkpoint of a finished warm-up of ``cfg`` in ``out`` (None if there is none)."""
+    info = _marker(out)
+    ckpt = Path(out) / "checkpoints" / str(info.get("checkpoint"))
+    ok = info.get("digest") == digest(cfg) and info.get("checkpoint")
+    return ckpt if ok and (ckpt / checkpoint.STATE).is_file() else None
 
 
 def _marker(out: Path) -> dict:

@@ -16,7 +16,7 @@ import ray
 
 from daso_ray import storage
 from daso_ray.config import Config, from_dict, to_dict
-from daso_ray.engine.warmup import shared_steps
+from daso_ray.engine.warmup import finished, shared_steps
 from daso_ray.errors import error_lines
 from daso_ray.study.spec import Scenario, SearchSpec
 from daso_ray.study.warmup import warmup_for
@@ -50,6 +50,7 @@ def train_warmups(spec: SearchSpec, base: Config, study: str, scenarios: list[Sc
                 return {}
             plans[(scn.name, seed)] = cfg
     res, root = spec.resources, Path(run_dir) / study / "warmup"
+    reused = sum(finished(root / f"{s}__seed{k}", cfg) is not None for (s, k), cfg in plans.items())
     task = ray.remote(num_cpus=res.cpu, num_gpus=res.gpu, max_retries=2)(warmup_task)
     refs = {key: task.options(name=f"warmup:{study}:{key[0]}__seed{key[1]}").remote(
         to_dict(cfg), str(root / f"{key[0]}__seed{key[1]}"), res.cpu) for key, cfg in plans.items()}
@@ -60,6 +61,7 @@ def train_warmups(spec: SearchSpec, base: Config, study: str, scenarios: list[Sc
               f"{error_lines(err)[-1].strip()}", flush=True)
         return {}
     steps = shared_steps(next(iter(plans.values())))
-    print(f"== study {study}: {len(done)} shared warm-up(s) to iteration {steps} ready in {root}; "
-          "every trial forks from them", flush=True)
+    print(f"== study {study}: {len(done)} shared warm-up(s) to iteration {steps} ready in {root} "
+          f"({reused} reused, {len(done) - reused} trained); every trial forks from them",
+          flush=True)
     return done

@@ -80,7 +80,21 @@ def config_problems(spec: SearchSpec, base: Config) -> list[str]:
     if spec.budget.asha and spec.budget.asha.grace >= iters:
         out.append(f"budget.asha.grace: {spec.budget.asha.grace} >= the trial's iterations "
                    f"{iters} — ASHA could never stop a trial")
+    shared = _identical_until(spec, base)
+    if spec.budget.asha and 0 < spec.budget.asha.grace <= shared:
+        out.append(f"budget.asha.grace: {spec.budget.asha.grace} <= {shared}: the study searches "
+                   f"only keys read after iteration {shared}, so every trial is identical until "
+                   f"then and ASHA would stop trials on ties — set grace > {shared}")
     return out
+
+
+def _identical_until(spec: SearchSpec, base: Config) -> int:
+    """The iterations every trial computes alike when the study searches only its algorithm's
+    fork keys (DASO: P); 0 otherwise."""
+    algo = algorithms()[base.algorithm.name]
+    if any(k not in algo.fork_keys for k in spec.params):
+        return 0
+    return algo.pretrain_iters(base)
 
 
 def _window_problems(spec: SearchSpec, cfg: Config) -> list[str]:
@@ -141,8 +155,10 @@ def smoke(spec: SearchSpec, base: Config) -> tuple[SearchSpec, Config]:
     b = raw["budget"]
     b.update(iterations=max(period, int(round(iters * f)) // period * period), seeds=1,
              num_samples=min(b["num_samples"], 4), max_concurrent=min(b["max_concurrent"], 2))
-    if b["asha"]:
-        b["asha"].update(grace=period, reduction=2.0)
+    if b["asha"]:  # the first rung past the steps every trial shares (ties before them)
+        shared = _identical_until(spec, validate(base_with_set(SearchSpec.model_validate(raw),
+                                                               base_raw), source="--smoke"))
+        b["asha"].update(grace=(shared // period + 1) * period, reduction=2.0)
     if raw["final_iterations"]:
         raw["final_iterations"] = b["iterations"]
     out = SearchSpec.model_validate(raw)

@@ -9,7 +9,7 @@ trial's, with the superset state that serves the largest value of each searched 
 from __future__ import annotations
 
 from daso_ray.config import Config
-from daso_ray.engine.warmup import shared_steps, warmup_config
+from daso_ray.engine.warmup import fork_problem, shared_steps, warmup_config
 from daso_ray.registry import algorithms
 from daso_ray.study.compose import baseline_params, compose
 from daso_ray.study.spec import Scenario, SearchSpec
@@ -33,4 +33,6 @@ def warmup_for(spec: SearchSpec, base: Config, scn: Scenario, seed: int,
                       f"{shared_steps(baseline)}")
     domains = {k: list(p.values) if p.type == "choice" else [p.low, p.high]
                for k, p in spec.params.items()}
-    return warmup_config(baseline, domains), ""
+    warm = warmup_config(baseline, domains)
+    problem = fork_problem(baseline, warm)  # the rule every trial meets again when it starts
+    return (None, problem) if problem else (warm, "")
