@@ -53,14 +53,15 @@ def median_last(values: list[float], n: int) -> float:
 
 
 def medians(history: list[dict], window: int) -> dict[str, float]:
-    """``<split>/top1_median`` (and ``<split>/top1_median20`` when ``window`` is 20) over the
+    """``<split>/top1_median`` (and ``<split>/top1_median20`` when ``window`` is 20 and 20 values
+    exist: a median of fewer is not the paper's Med20) over the
     ``<split>/top1`` values in ``history`` (one dict per evaluation, oldest first)."""
     out = {}
     for split in SPLITS:
         values = [h[f"{split}/top1"] for h in history if f"{split}/top1" in h]
         if values:
             out[f"{split}/{MEDIAN}"] = median_last(values, window)
-            if window == PAPER_WINDOW:
+            if window == PAPER_WINDOW and len(values) >= PAPER_WINDOW:  # else not the paper's
                 out[f"{split}/{PAPER_MEDIAN}"] = out[f"{split}/{MEDIAN}"]
     return out
 

@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, help="held-out seeds per winner and baseline (default 5; "
                    "--smoke: 2)")
     p.add_argument("--smoke", action="store_true",
-                   help="2 seeds, 2 evaluation periods per run: a quick check of the path")
+                   help="2 seeds, 2 evaluation periods past the shared steps (DASO's P) per run: a "
+                        "quick check of the path")
     p.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local one)")
     p.add_argument("--num-cpus", type=int, help="CPUs of a local cluster (default: all)")
     args = p.parse_args(argv)

@@ -17,6 +17,7 @@ def test_median_names_follow_the_window():
     paper = medians(history * 4, 20)  # the paper's window: its name is logged too, same value
     assert paper["eval/top1_median20"] == paper["eval/top1_median"] == 30.0
     assert medians([], 20) == {}
+    assert "eval/top1_median20" not in medians(history, 20)  # 5 evaluations: not the paper's Med20
     assert window_problem(f"eval/{PAPER_MEDIAN}", 20) is None
     assert "use 'eval/top1_median'" in window_problem(f"eval/{PAPER_MEDIAN}", 5)
     assert window_problem("valid/top1_median", 5) is None

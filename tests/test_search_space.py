@@ -36,6 +36,8 @@ BROKEN = [
     ("asha grace beyond budget", {"budget": {"num_samples": 2, "iterations": 60,
                                              "asha": {"grace": 60}}}, "budget.asha.grace"),
     ("valid metric without hold-out", {"set": {"data.num_valid": 0}}, "objective.metric"),
+    ("test-set objective", {"objective": {"metric": "eval/top1_median", "min_resolution": 2}},
+     "objective.metric: 'eval/top1_median' is the test set, on which verify judges the winner"),
     ("asha grace within the steps every trial shares",
      {"params": {"algorithm.daso.t_proto": {"type": "float", "low": 0.02, "high": 1, "log": True}},
       "budget": {"num_samples": 2, "iterations": 60, "asha": {"grace": 20}}},

@@ -28,6 +28,12 @@ def test_paired_matches_hand_computed_interval():
     assert out["verdict"] == "inconclusive"  # the interval [-0.48, 4.48] contains 0
 
 
+def test_paired_zero_width_interval_is_not_evidence():
+    """Two seeds, each better by one test image (0.33 points): stderr 0, no noise estimate."""
+    out = v.paired([21.5, 22.0], [21.5 + 1 / 3, 22.0 + 1 / 3])
+    assert out["stderr"] == 0 and out["verdict"] == "inconclusive" and "more seeds" in out["reason"]
+
+
 @pytest.mark.parametrize(("d", "verdict"), [([1.0, 1.2, 1.1], "adopt"),
                                             ([-2.0, -1.5, -2.0], "keep_baseline"),
                                             ([1.0, -1.0, 0.5], "inconclusive")])
@@ -155,7 +161,8 @@ def test_robust_study_pairs_the_mean_over_scenarios(tmp_path):
     assert e["baseline"]["values"] == [75.0, 76.0]  # per seed: mean of 80 and 70
     assert e["winner"]["values"] == [75.5, 76.5]
     assert e["winner"]["per_scenario"] == {"consistent": [80.0, 81.0], "uniform": [71.0, 72.0]}
-    assert e["gain"] == pytest.approx(0.5) and e["stderr"] == 0 and e["verdict"] == "adopt"
+    # Both seeds gain exactly 0.5: a zero-width interval is no evidence, not an adopt.
+    assert e["gain"] == pytest.approx(0.5) and e["stderr"] == 0 and e["verdict"] == "inconclusive"
 
 
 # --- (b) export with a verify.json --------------------------------------------------------------

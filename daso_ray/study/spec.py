@@ -159,8 +159,13 @@ def spec_problems(spec: SearchSpec, base: dict, base_name: str = "base") -> list
         out.append("objective.type: robust trains every scenario in one process — use "
                    "resources.mode: single, or objective.type: per_scenario")
     for where, metric, _ in spec.objective.targets():
+        if metric.startswith("eval/"):  # verify judges the winner on the test set: never select on it
+            out.append(f"{where}: '{metric}' is the test set, on which verify judges the winner — "
+                       f"search on '{metric.replace('eval/', 'valid/', 1)}' (the validation "
+                       "hold-out, data.num_valid)")
         if metric not in TUNE_KEYS:
-            out.append(f"{where}: unknown metric '{metric}' — one of {', '.join(TUNE_KEYS[:14])}")
+            allowed = ", ".join(k for k in TUNE_KEYS if not k.startswith("eval/"))
+            out.append(f"{where}: unknown metric '{metric}' — one of {allowed}")
     if spec.resources.mode == "ddp" and spec.budget.seeds > 1:
         out.append(f"budget.seeds: {spec.budget.seeds} but a ddp trial trains one seed — use "
                    "seeds: 1, or resources.mode: single (seeds train side by side)")

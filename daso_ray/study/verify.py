@@ -61,7 +61,10 @@ def paired(baseline: list[float], winner: list[float], level: float = LEVEL) -> 
     half = float(t.ppf((1 + level) / 2, n - 1)) * se
     lo, hi = out["gain"] - half, out["gain"] + half
     pct = f"{level:.0%}"
-    if lo > 0:
+    if se < 1e-9:  # every seed moved by the same amount: a zero-width interval is no evidence
+        verdict, reason = "inconclusive", (f"all {n} seeds differ by exactly {out['gain']:+.2f}: "
+                                           "no noise estimate — verify with more seeds")
+    elif lo > 0:
         verdict, reason = "adopt", f"the whole {pct} interval is above 0"
     elif hi < 0:
         verdict, reason = "keep_baseline", f"the whole {pct} interval is below 0"
