@@ -39,3 +39,31 @@ def test_asha_records_but_never_stops_the_baseline():
     # A non-baseline trial as bad as the baseline is stopped by the same scheduler.
     worse = make("worse", {**BASE, "algorithm.daso.t_proto": 0.9})
     assert _decisions(sched, [worse], {"worse": 5.0})["worse"] == TrialScheduler.STOP
+
+
+def test_a_restored_study_refills_asha_rungs_from_its_recorded_results(tmp_path):
+    """Tune does not save a scheduler's rungs: after --resume, BaselineASHA refills them from
+    each trial's result.json, so a resumed trial meets the cutoff an uninterrupted study set."""
+    import json
+
+    study = tmp_path / "consistent"
+    for tid, curve in {"a": [(10, 80.0), (20, 85.0)], "b": [(10, 70.0)], "c": [(10, 60.0)]}.items():
+        (study / f"trial_{tid}").mkdir(parents=True)
+        rows = [{"step": s, "objective": v, "trial_id": tid} for s, v in curve]
+        (study / f"trial_{tid}" / "result.json").write_text("\n".join(map(json.dumps, rows)))
+    make = lambda tid: Trial("f", config={"x": tid}, trial_id=tid, stub=True)  # noqa: E731
+    kw = dict(time_attr="step", metric="objective", mode="max", max_t=40, grace_period=10,
+              reduction_factor=2, baseline=BASE)
+    restored = BaselineASHA(**kw, study_dir=str(study))
+    empty = BaselineASHA(**kw)  # what a restored study had before: no recorded values
+    # A new trial reporting 65 at the first rung: below the recorded median (70), so stopped;
+    # with empty rungs it would have been let through.
+    assert _decisions(restored, [make("d")], {"d": 65.0})["d"] == TrialScheduler.STOP
+    assert _decisions(empty, [make("d")], {"d": 65.0})["d"] == TrialScheduler.CONTINUE
+    # A resumed trial reaching the next rung meets the value recorded there before the stop.
+    restored.on_trial_add(None, make("b"))
+    assert restored.on_trial_result(None, make("b"), {"step": 20, "objective": 75.0}) == \
+        TrialScheduler.STOP  # below "a"'s 85 at step 20
+    empty.on_trial_add(None, make("b"))
+    assert empty.on_trial_result(None, make("b"), {"step": 20, "objective": 75.0}) == \
+        TrialScheduler.CONTINUE

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
+from types import SimpleNamespace
 
 from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
@@ -75,11 +77,37 @@ class BaselineASHA(ASHAScheduler):
     """ASHA whose rungs record the baseline trial's values but never stop it: the baseline must
     reach the trial budget, so a study's best finished trial is never below the base config on
     the study's own objective (and verification has a finished baseline to compare with).
-    ``baseline``: {config path: value}, the trial config the baseline is enqueued with."""
+    ``baseline``: {config path: value}, the trial config the baseline is enqueued with.
 
-    def __init__(self, *args, baseline: dict, **kwargs):
+    ``study_dir``: the study's Tune folder. Tune does not save a scheduler's state with the
+    experiment, so a restored study (``--resume``) would start with empty rungs and judge its
+    trials against whatever reports first (a resumed baseline's later, better values stopped
+    trials on ties). At the first trial it is handed, the scheduler refills its rungs from every
+    trial's recorded results instead: the decisions an uninterrupted study would have made."""
+
+    def __init__(self, *args, baseline: dict, study_dir: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._baseline = dict(baseline)
+        self._study_dir, self._refilled = study_dir, False
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        if not self._refilled:
+            self._refilled = True
+            self._refill()
+        super().on_trial_add(tune_controller, trial)
+
+    def _refill(self) -> None:
+        """Record every trial's reported (step, objective) in the rungs, in step order."""
+        if not self._study_dir or len(self._brackets) != 1:
+            return
+        from daso_ray.study.leaderboard import read_trials
+
+        bracket = self._brackets[0]
+        for t in read_trials(Path(self._study_dir)):
+            ref = SimpleNamespace(trial_id=t["trial_id"])  # what a rung keys its values by
+            for step, value in t["curve"]:
+                if isinstance(value, int | float) and math.isfinite(value):
+                    bracket.on_result(ref, step, self._metric_op * value)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         action = super().on_trial_result(tune_controller, trial, result)  # records the rung value

@@ -100,7 +100,8 @@ def _tuner(spec: SearchSpec, base: Config, study: str, scenarios: list, run_dir:
         a = spec.budget.asha
         scheduler = BaselineASHA(time_attr="step", metric="objective", mode=spec.objective.mode,
                                  max_t=iters, grace_period=a.grace, reduction_factor=a.reduction,
-                                 baseline=baseline)
+                                 baseline=baseline, study_dir=None if storage.is_remote(run_dir)
+                                 else storage.join(run_dir, study))
     return tune.Tuner(
         _trainable(spec, base, study, scenarios, run_dir, warmups),
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
