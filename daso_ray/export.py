@@ -1,7 +1,7 @@
 """``python -m daso_ray.export RUN_DIR --out DIR [--top-k K]``
 
-Writes the best finished trial of each study of a search run as a complete, runnable training
-config: ``<DIR>/<name>__<scenario>.yaml`` (``__top<i>`` for the i-th best with ``--top-k``). A
+Writes each study's best finished trial as a runnable training config. The files are
+``<DIR>/<name>__<scenario>.yaml`` (``__top<i>`` for the i-th best with ``--top-k``). A
 ``robust`` winner is written once per scenario, with the same parameters. Each file starts with a
 provenance header (trial id, metric and value, search-file checksum, package version) and trains
 ``final_iterations`` (or the base config's ``run.iterations``). Needs no Ray: it reads the run dir.
@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from daso_ray import __version__, storage
+from daso_ray.cli import summary as command_summary
 from daso_ray.config import to_dict, validate
 from daso_ray.errors import UserError, cli_entry
 from daso_ray.files import atomic_write_text
@@ -142,7 +143,8 @@ def _objective_kind(obj: dict) -> str:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m daso_ray.export", description=__doc__.split("\n")[2])
+    p = argparse.ArgumentParser(prog="python -m daso_ray.export",
+                                description=command_summary("daso_ray.export"))
     p.add_argument("run_dir", help="a search run: <storage>/<name> (a directory or s3://...)")
     p.add_argument("--out", type=Path, required=True, help="folder for the YAML configs")
     p.add_argument("--top-k", type=int, default=1, help="export the K best finished trials per study")

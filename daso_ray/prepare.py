@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from daso_ray.cli import summary as command_summary
 from daso_ray.config import DATASET_DEFAULTS, DATASETS, DataConfig
 from daso_ray.errors import UserError, cli_entry
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m daso_ray.prepare", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m daso_ray.prepare",
+                                description=command_summary("daso_ray.prepare"))
     p.add_argument("dataset", choices=DATASETS)
     p.add_argument("--src", type=Path, help="source folder (not needed for digits)")
     p.add_argument("--out", type=Path, required=True, help="output folder (data.root in configs)")

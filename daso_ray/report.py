@@ -29,6 +29,7 @@ from html import escape
 from pathlib import Path
 
 from daso_ray import storage, svg
+from daso_ray.cli import summary as command_summary
 from daso_ray.errors import UserError, cli_entry
 from daso_ray.files import atomic_write_text
 from daso_ray.metrics import GROUPS, TEST_MEDIAN
@@ -216,7 +217,8 @@ def render(run_dir: Path) -> str:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m daso_ray.report", description=__doc__.split("\n")[2])
+    p = argparse.ArgumentParser(prog="python -m daso_ray.report",
+                                description=command_summary("daso_ray.report"))
     p.add_argument("run_dir", help="<storage>/<name> of a search run (a directory or s3://...)")
     p.add_argument("--out", type=Path, help="HTML file (default: RUN_DIR/report.html)")
     args = p.parse_args(argv)

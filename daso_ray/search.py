@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from daso_ray import __version__, storage
+from daso_ray.cli import summary as command_summary
 from daso_ray.config import Config, to_dict, validate
 from daso_ray.errors import UserError, cli_entry
 from daso_ray.files import atomic_write_text
@@ -124,7 +125,8 @@ def _prepare_run_dir(spec: SearchSpec, base: Config, file: Path, resume: bool) -
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m daso_ray.search", description=__doc__.split("\n")[2])
+    p = argparse.ArgumentParser(prog="python -m daso_ray.search",
+                                description=command_summary("daso_ray.search"))
     p.add_argument("file", type=Path, help="search-space YAML (see search_spaces/)")
     p.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local one)")
     p.add_argument("--resume", action="store_true", help="continue a killed search")

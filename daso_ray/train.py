@@ -1,12 +1,13 @@
 """``python -m daso_ray.train CONFIG.yaml [--set key=value ...] [--seeds N] [--resume DIR]``
 
-Trains locally (no Ray) and writes, under ``run.out_dir`` (or ``--out``): ``config.yaml`` (the
-validated config), ``checkpoints/``, ``metrics.jsonl`` (one line per evaluation) and
-``results.json`` (final metrics, median-20, the config). With ``--seeds N`` seed i in 0..N-1 sets both
-``run.seed`` and ``data.seed_split`` (equal, as ytaek-oh/daso's single SEED does) in
-``<out>/seed_<i>/``, and ``<out>/results.json`` holds mean ± std over the seeds. On a terminal a progress line
-(``[  120/1000] 12.3 it/s, ETA 71 s``) is redrawn in place between evaluations; piped to a file
-or a CI log, stdout gets the evaluation lines only.
+Trains one config locally, without Ray. It writes, under ``run.out_dir`` (or ``--out``):
+``config.yaml`` (the validated config), ``checkpoints/``, ``metrics.jsonl`` (one line per
+evaluation) and ``results.json`` (final metrics, the test median ``eval/top1_median``, the
+config). With ``--seeds N`` seed i in 0..N-1 sets both ``run.seed`` and ``data.seed_split``
+(equal, as ytaek-oh/daso's single SEED does) in ``<out>/seed_<i>/``, and ``<out>/results.json``
+holds mean ± std over the seeds. On a terminal a progress line (``[  120/1000] 12.3 it/s, ETA
+71 s``) is redrawn in place between evaluations; piped to a file or a CI log, stdout gets the
+evaluation lines only.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from daso_ray.cli import summary as command_summary
 from daso_ray.config import Config, from_dict, load_config, to_dict
 from daso_ray.errors import UserError, cli_entry
 from daso_ray.files import atomic_write_text
@@ -147,7 +149,8 @@ def _resume_config(run_dir: Path, overrides: list[str]) -> Config:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m daso_ray.train", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m daso_ray.train",
+                                description=command_summary("daso_ray.train"))
     p.add_argument("config", nargs="?", help="YAML config (see configs/)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--seeds", type=int, default=1, help="run seeds 0..N-1 (split and train seed)")

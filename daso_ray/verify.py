@@ -16,6 +16,7 @@ import argparse
 from pathlib import Path
 
 from daso_ray import storage
+from daso_ray.cli import summary as command_summary
 from daso_ray.errors import UserError, cli_entry
 from daso_ray.study import verify as v
 
@@ -49,7 +50,8 @@ def verify(run_dir: Path, seeds: int, smoke: bool = False, address: str | None =
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m daso_ray.verify", description=__doc__.split("\n")[2])
+    p = argparse.ArgumentParser(prog="python -m daso_ray.verify",
+                                description=command_summary("daso_ray.verify"))
     p.add_argument("run_dir", help="a search run: <storage>/<name> (a directory or s3://...)")
     p.add_argument("--seeds", type=int, help="held-out seeds per winner and baseline (default 5; "
                    "--smoke: 2)")
