@@ -235,6 +235,19 @@ def get_path(raw: dict[str, Any], key: str) -> Any:
     return node
 
 
+def differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted leaf paths whose values differ between two config dicts, in ``a``'s key order
+    (a config's own: section by section, as its fields are declared), then ``b``'s extra keys."""
+    out = []
+    for key in [*a, *(k for k in b if k not in a)]:
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += differences(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}")
+    return out
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with ``yaml.safe_load``; a missing or malformed file is a UserError."""
     path = Path(path)

@@ -42,12 +42,15 @@ class RunFiles:
             with open(self.metrics, "a") as f:
                 f.write(json.dumps(metrics) + "\n")
 
+    def lines(self) -> list[dict]:
+        """Every metrics line logged so far, oldest first ([] before the first)."""
+        if not self.metrics.is_file():
+            return []
+        return [json.loads(ln) for ln in self.metrics.read_text().splitlines() if ln]
+
     def logged_at(self, step: int) -> dict:
         """The metrics line logged at ``step`` ({} if none)."""
-        if not self.metrics.is_file():
-            return {}
-        lines = [json.loads(ln) for ln in self.metrics.read_text().splitlines() if ln]
-        return next((m for m in reversed(lines) if m["step"] == step), {})
+        return next((m for m in reversed(self.lines()) if m["step"] == step), {})
 
     def forget_after(self, step: int) -> None:
         """Drop the metric lines logged after ``step``, the checkpoint a run resumes from."""

@@ -21,7 +21,7 @@ import json
 import shutil
 from pathlib import Path
 
-from daso_ray.config import Config, from_dict, get_path, set_path, to_dict
+from daso_ray.config import Config, differences, from_dict, get_path, set_path, to_dict
 from daso_ray.engine import checkpoint
 from daso_ray.files import atomic_write_text
 from daso_ray.registry import algorithms
@@ -70,7 +70,7 @@ def fork_problem(cfg: Config, warm: Config, world: int = 1) -> str | None:
                 f"({cfg.run.eval_period}) and shorter than run.iterations ({cfg.run.iterations})")
     mine, theirs = _without(to_dict(cfg), algo.fork_keys), _without(to_dict(warm), algo.fork_keys)
     if mine != theirs:
-        return f"it differs from the warm-up in {', '.join(_differences(mine, theirs))}"
+        return f"it differs from the warm-up in {', '.join(differences(mine, theirs))}"
     return algo.superset_problem(cfg, warm)
 
 
@@ -124,10 +124,9 @@ def fork(trainer, ckpt: Path) -> None:
     step = int(state["step"])
     state["algorithm"] = trainer.algo.from_warmup(state["algorithm"], step)
     trainer.load_state_dict(state)
-    lines = (ckpt.parent.parent / "metrics.jsonl").read_text().splitlines()
-    kept = [ln for ln in lines if ln and json.loads(ln)["step"] <= step]
-    trainer.run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(trainer.run_dir / "metrics.jsonl", "".join(ln + "\n" for ln in kept))
+    trainer.files.open()
+    shutil.copyfile(ckpt.parent.parent / trainer.files.metrics.name, trainer.files.metrics)
+    trainer.files.forget_after(step)  # the warm-up's lines up to the fork, as a resume keeps
     # Provenance: where this run's first iterations were computed.
     atomic_write_text(trainer.run_dir / FORKED, json.dumps({"checkpoint": str(ckpt), "step": step}))
 
@@ -141,13 +140,3 @@ def _without(raw: dict, keys: tuple[str, ...]) -> dict:
     raw.get("run", {}).pop("out_dir", None)  # where a run writes is not what it computes
     return raw
 
-
-def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += _differences(va, vb, f"{prefix}{key}.")
-        elif va != vb:
-            out.append(f"{prefix}{key}")
-    return out

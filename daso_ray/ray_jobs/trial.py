@@ -19,7 +19,6 @@ other errors (a killed worker, a lost node) reach Tune's retries.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -33,7 +32,7 @@ from daso_ray.engine.loop import Trainer
 from daso_ray.engine.warmup import fork, fork_problem
 from daso_ray.errors import deterministic_cause, error_lines
 from daso_ray.ray_jobs.warmups import Warmups
-from daso_ray.study.compose import compose
+from daso_ray.study.compose import compose, run_name
 from daso_ray.study.objective import aggregate, objective_names
 from daso_ray.study.spec import Scenario, SearchSpec
 
@@ -120,7 +119,7 @@ def _train(config: dict, spec: SearchSpec, base: Config, scenarios: list[Scenari
 
 
 def _run_name(key: tuple[str, int]) -> str:
-    return f"{key[0]}__seed{key[1]}"
+    return run_name(*key)
 
 
 def _restore(trainers: dict) -> bool:
@@ -153,15 +152,11 @@ def _fork(trainers: dict, warmups: Warmups, spec: SearchSpec, latest: dict) -> N
         return
     for key, tr in trainers.items():
         fork(tr, Path(warmups[key][1]))
-    lines = {key: _metric_lines(tr.run_dir) for key, tr in trainers.items()}
+    lines = {key: {m["step"]: m for m in tr.files.lines()} for key, tr in trainers.items()}
     for step in sorted(set.intersection(*(set(m) for m in lines.values()))):
         latest.update({key: m[step] for key, m in lines.items()})
         tune.report(aggregate(spec.objective, latest, step))
 
-
-def _metric_lines(run_dir: Path) -> dict[int, dict]:
-    rows = [json.loads(ln) for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln]
-    return {r["step"]: r for r in rows}
 
 
 def _tune_checkpoint(runs: Path, saved: dict) -> tune.Checkpoint:

@@ -21,6 +21,7 @@ from daso_ray.errors import UserError, error_lines
 from daso_ray.files import atomic_write_text
 from daso_ray.ray_jobs.cluster import check_fit, connect
 from daso_ray.ray_jobs.warmups import warmup_task
+from daso_ray.study.compose import run_name
 from daso_ray.study.spec import Resources
 from daso_ray.study.verify import METRIC, Job, state
 
@@ -65,8 +66,9 @@ def train_jobs(jobs: list[Job], run_dir: Path, resources: Resources, address: st
     # max_retries: a lost worker (node gone, OOM kill) retries the task, which resumes from its
     # newest checkpoint; an exception in training is not retried (it would fail the same way).
     task = ray.remote(num_cpus=resources.cpu, num_gpus=resources.gpu, max_retries=2)(_train)
-    todo = [j for j in jobs if state(j, run_dir) != "done"]
-    warm = _warmups([j for j in todo if state(j, run_dir) == "new"], run_dir, resources)
+    states = {j.name: state(j, run_dir) for j in jobs}  # each job's folder read once
+    todo = [j for j in jobs if states[j.name] != "done"]
+    warm = _warmups([j for j in todo if states[j.name] == "new"], run_dir, resources)
     refs = {task.options(name=f"verify:{j.name}").remote(to_dict(j.cfg), str(j.dir(run_dir)),
                                                          resources.cpu, warm.get(j.name)): j
             for j in todo}
@@ -104,9 +106,9 @@ def _warmups(fresh: list[Job], run_dir: Path, resources: Resources) -> dict:
         warm = shared_warmup([j.cfg for j in group]) if len(group) > 1 else None
         if warm is None:
             continue
-        folder = Path(run_dir).resolve() / "verify" / study / "warmup" / f"{scn}__seed{seed}"
-        ref = task.options(name=f"verify:{study}/warmup/{scn}__seed{seed}").remote(
-            to_dict(warm), str(folder), resources.cpu)
+        name = f"{study}/warmup/{run_name(scn, seed)}"
+        ref = task.options(name=f"verify:{name}").remote(
+            to_dict(warm), str(Path(run_dir).resolve() / "verify" / name), resources.cpu)
         out.update({j.name: ref for j in group})
     if out:
         print(f"[verify] {len(set(out.values()))} shared warm-up(s): each baseline/winner pair "

@@ -18,6 +18,7 @@ from daso_ray import storage
 from daso_ray.config import Config, from_dict, to_dict
 from daso_ray.engine.warmup import finished, shared_steps
 from daso_ray.errors import error_lines
+from daso_ray.study.compose import run_name
 from daso_ray.study.spec import Scenario, SearchSpec
 from daso_ray.study.warmup import warmup_for
 
@@ -38,30 +39,33 @@ def train_warmups(spec: SearchSpec, base: Config, study: str, scenarios: list[Sc
                   run_dir: str) -> Warmups:
     """Train a study's warm-ups; {(scenario, seed): (warm-up config, checkpoint dir)}, or {} (and
     one line saying why) when its trials cannot share one."""
-    plans, why = {}, ""
     if storage.is_remote(run_dir):
-        why = "a URI storage is not a folder every node reads"
+        return _from_step_0(study, "no shared warm-up: a URI storage is not a folder every node "
+                                   "reads")
+    plans = {}
     for scn in scenarios:
         for seed in range(spec.budget.seeds):
-            cfg, why = (None, why) if why else warmup_for(spec, base, scn, seed)
+            cfg, why = warmup_for(spec, base, scn, seed)
             if cfg is None:
-                print(f"== study {study}: every trial trains from step 0 — no shared warm-up: "
-                      f"{why}", flush=True)
-                return {}
+                return _from_step_0(study, f"no shared warm-up: {why}")
             plans[(scn.name, seed)] = cfg
     res, root = spec.resources, Path(run_dir) / study / "warmup"
-    reused = sum(finished(root / f"{s}__seed{k}", cfg) is not None for (s, k), cfg in plans.items())
+    folders = {key: root / run_name(*key) for key in plans}
+    reused = sum(finished(folders[key], cfg) is not None for key, cfg in plans.items())
     task = ray.remote(num_cpus=res.cpu, num_gpus=res.gpu, max_retries=2)(warmup_task)
-    refs = {key: task.options(name=f"warmup:{study}:{key[0]}__seed{key[1]}").remote(
-        to_dict(cfg), str(root / f"{key[0]}__seed{key[1]}"), res.cpu) for key, cfg in plans.items()}
+    refs = {key: task.options(name=f"warmup:{study}:{run_name(*key)}").remote(
+        to_dict(cfg), str(folders[key]), res.cpu) for key, cfg in plans.items()}
     try:
         done = {key: (to_dict(plans[key]), ray.get(ref)) for key, ref in refs.items()}
     except ray.exceptions.RayError as err:
-        print(f"== study {study}: every trial trains from step 0 — the shared warm-up failed: "
-              f"{error_lines(err)[-1].strip()}", flush=True)
-        return {}
+        return _from_step_0(study, f"the shared warm-up failed: {error_lines(err)[-1].strip()}")
     steps = shared_steps(next(iter(plans.values())))
     print(f"== study {study}: {len(done)} shared warm-up(s) to iteration {steps} ready in {root} "
           f"({reused} reused, {len(done) - reused} trained); every trial forks from them",
           flush=True)
     return done
+
+
+def _from_step_0(study: str, why: str) -> Warmups:
+    print(f"== study {study}: every trial trains from step 0 — {why}", flush=True)
+    return {}

@@ -16,6 +16,11 @@ from daso_ray.study.spec import Param, Scenario, SearchSpec
 HELD_OUT_SEED0 = 100
 
 
+def run_name(scenario: str, seed: int) -> str:
+    """The folder of one (scenario, seed) run: a trial's, a warm-up's, a verification run's."""
+    return f"{scenario}__seed{seed}"
+
+
 def trial_iterations(spec: SearchSpec, base: Config) -> int:
     """Iterations of one trial (ASHA's max_t): ``budget.iterations``, else the base's."""
     return spec.budget.iterations or base.run.iterations

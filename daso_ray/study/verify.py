@@ -18,12 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daso_ray.config import Config, get_path, to_dict, validate
+from daso_ray.config import Config, differences, get_path, to_dict, validate
 from daso_ray.errors import UserError
 from daso_ray.files import atomic_write_text
 from daso_ray.metrics import TEST_MEDIAN
 from daso_ray.registry import algorithms
-from daso_ray.study.compose import HELD_OUT_SEED0, baseline_params, compose, final_iterations
+from daso_ray.study.compose import (
+    HELD_OUT_SEED0,
+    baseline_params,
+    compose,
+    final_iterations,
+    run_name,
+)
 from daso_ray.study.leaderboard import leaderboard, read_meta
 from daso_ray.study.space import studies
 from daso_ray.study.spec import SearchSpec
@@ -85,7 +91,7 @@ class Job:
 
     @property
     def name(self) -> str:
-        return f"{self.study}/{self.role}/{self.scenario}__seed{self.seed}"
+        return f"{self.study}/{self.role}/{run_name(self.scenario, self.seed)}"
 
     def dir(self, run_dir: Path) -> Path:
         """``RUN_DIR/verify/<study>/<role>/<scenario>__seed<S>/`` (absolute: tasks run elsewhere)."""
@@ -171,8 +177,7 @@ def state(job: Job, run_dir: Path) -> str:
 
         old, new = _comparable(yaml.safe_load(saved.read_text())), _comparable(to_dict(job.cfg))
         if old != new:
-            key = next((f"{s}.{k}" for s in new for k in new[s]
-                        if old.get(s, {}).get(k) != new[s][k]), "config")
+            key = next(iter(differences(new, old)), "config")
             raise UserError(f"{out}: holds a run of another config ({key}: {_shown(old, key)} != "
                             f"{_shown(new, key)}) — remove {Path(run_dir) / 'verify'} to verify "
                             "afresh, or rerun with the settings it was started with")
