@@ -70,9 +70,11 @@ class RunFiles:
             yield
         except NonFiniteLoss as err:
             last = checkpoint.latest(self.run_dir)
-            keep = f"the last good checkpoint {last} is kept" if last else "no checkpoint was written yet"
-            raise NonFiniteLoss(f"{err}; {keep} — lower optim.lr or check the data, then rerun "
-                                f"(--resume {self.run_dir} continues from the checkpoint)") from None
+            # Offer --resume only where there is a checkpoint to continue from.
+            keep = (f"the last good checkpoint {last} is kept; --resume {self.run_dir} continues "
+                    "from it" if last else "no checkpoint was written yet")
+            raise NonFiniteLoss(f"{err}; {keep} — lower optim.lr or check the data, then "
+                                "rerun") from None
 
 
 def results(final: dict, step: int, summary: dict, split: Split, history: list[dict],
